@@ -1,0 +1,97 @@
+//! The `floe` command line.
+//!
+//! Exit codes: 0 success, 1 invalid input (pipeline, arguments), 2 runtime
+//! failure. Errors are one line each on stderr.
+
+mod run;
+mod test;
+mod validate;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "floe", version, about = "Real-time stream processing for IoT telemetry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until its sources end or Ctrl-C / SIGTERM.
+    Run(run::Args),
+    /// Check pipelines; exit 0 if all are valid, 1 if not.
+    Validate {
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
+    /// Run the test cases pipelines carry under `tests:`.
+    Test {
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
+}
+
+/// What a command failed with, mapped to the exit code.
+pub enum Failure {
+    /// Bad pipeline, arguments or test failures: exit 1.
+    Invalid(String),
+    /// The run itself failed: exit 2.
+    Runtime(String),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(1);
+        }
+    };
+    init_logging();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Validate { pipelines } => validate::validate(&pipelines),
+        Command::Test { pipelines } => test::test(&pipelines),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Invalid(message)) => {
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            ExitCode::from(1)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs go to stderr; `FLOE_LOG` (or `RUST_LOG`) sets the filter.
+fn init_logging() {
+    let filter = std::env::var("FLOE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// A multi-threaded runtime with `workers` threads.
+fn tokio_runtime(workers: usize) -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))
+}

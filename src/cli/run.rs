@@ -1,0 +1,74 @@
+//! `floe run`: run a pipeline until its sources end or it is stopped.
+
+use super::Failure;
+use crate::config::Pipeline;
+use crate::runtime::{self, Io, Options, Plan, Shutdown};
+use crate::sources;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The pipeline file.
+    pipeline: PathBuf,
+    /// Replace source NAME with another input: file:PATH (JSON lines, or
+    /// CSV by extension). Repeatable.
+    #[arg(long = "input", value_name = "NAME=URI")]
+    inputs: Vec<String>,
+    /// Worker tasks (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let mut pipeline = Pipeline::load(&args.pipeline).map_err(|d| Failure::Invalid(d.to_string()))?;
+    for input in &args.inputs {
+        replace_input(&mut pipeline, input).map_err(|e| Failure::Invalid(format!("--input {input}: {e}")))?;
+    }
+    let options = Options {
+        workers: args.workers.unwrap_or(Options::default().workers),
+    };
+    let runtime = super::tokio_runtime(options.workers)?;
+    let started = Instant::now();
+    let report = runtime.block_on(async {
+        let shutdown = Shutdown::default();
+        shutdown.on_signals();
+        let plan = Plan::new(&pipeline);
+        let io = Io::open(&pipeline)?;
+        runtime::run(plan, io, &options, shutdown).await
+    });
+    let report = report.map_err(|e| Failure::Runtime(e.to_string()))?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "floe: {}: {} events in {:.2}s ({:.0}/s), {} alerts, {} outputs, {} dead letters ({} late)",
+        pipeline.name,
+        report.events,
+        secs,
+        report.events as f64 / secs.max(1e-9),
+        report.alerts,
+        report.outputs,
+        report.dead_letters,
+        report.late
+    );
+    Ok(())
+}
+
+/// Applies `--input NAME=URI`: the source keeps its key, time and ordering
+/// settings and reads from somewhere else.
+fn replace_input(pipeline: &mut Pipeline, input: &str) -> Result<(), String> {
+    let (name, uri) = input.split_once('=').ok_or("expected NAME=URI")?;
+    let ids: Vec<&str> = pipeline.sources.iter().map(|s| s.id.as_str()).collect();
+    let hint = crate::config::did_you_mean(name, ids.iter().copied());
+    let source = pipeline
+        .sources
+        .iter_mut()
+        .find(|s| s.id == name)
+        .ok_or_else(|| format!("the pipeline has no source \"{name}\"{hint}"))?;
+    if let Some(path) = uri.strip_prefix("file:") {
+        if !std::path::Path::new(path).is_file() {
+            return Err(format!("no such file: {path}"));
+        }
+    }
+    source.spec = sources::from_uri(uri)?;
+    Ok(())
+}

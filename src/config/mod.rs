@@ -1,0 +1,352 @@
+//! Pipeline files: loading, component registries and validation.
+//!
+//! A pipeline is read in three steps. The YAML text becomes a tree that
+//! remembers positions ([`yaml`]); each component is deserialized from its
+//! subtree by the registry of its section (`sources`, `operators`, `sinks`);
+//! then the graph is checked as a whole ([`graph`]). Every step collects its
+//! problems instead of stopping at the first, so one run of
+//! `floe validate` shows them all.
+
+mod duration;
+mod error;
+mod graph;
+pub mod yaml;
+
+pub use duration::Duration;
+pub use error::{ConfigError, Diagnostics, Loc, did_you_mean};
+pub use graph::topological_order;
+pub use yaml::{Node, from_node};
+
+use crate::operators::OperatorSpec;
+use crate::sinks::SinkSpec;
+use crate::sources::{SourceCommon, SourceSpec};
+use crate::testing::TestCase;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A value with the position it was written at, for errors found after
+/// deserialization (an unknown input, a field no upstream produces).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub loc: Loc,
+}
+
+impl<T> std::ops::Deref for Spanned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Spanned<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let missing = || serde::de::Error::custom("incomplete span");
+                let line: u32 = seq.next_element()?.ok_or_else(missing)?;
+                let col: u32 = seq.next_element()?.ok_or_else(missing)?;
+                let value = seq.next_element()?.ok_or_else(missing)?;
+                Ok(Spanned {
+                    value,
+                    loc: Loc { line, col },
+                })
+            }
+            fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                Ok(Spanned {
+                    value: T::deserialize(d)?,
+                    loc: Loc::default(),
+                })
+            }
+        }
+        d.deserialize_newtype_struct(yaml::SPANNED, V(std::marker::PhantomData))
+    }
+}
+
+/// A loaded, validated pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub name: String,
+    /// The file it came from; relative paths inside it are relative to its
+    /// directory, so a pipeline runs the same from any working directory.
+    pub path: PathBuf,
+    pub sources: Vec<SourceDef>,
+    pub operators: Vec<OperatorDef>,
+    pub sinks: Vec<SinkDef>,
+    pub dead_letter: Option<Box<dyn SinkSpec>>,
+    pub tests: Vec<TestCase>,
+}
+
+#[derive(Debug)]
+pub struct SourceDef {
+    pub id: String,
+    pub loc: Loc,
+    pub common: SourceCommon,
+    pub spec: Box<dyn SourceSpec>,
+}
+
+#[derive(Debug)]
+pub struct OperatorDef {
+    pub id: String,
+    pub loc: Loc,
+    pub inputs: Vec<Spanned<String>>,
+    pub spec: Box<dyn OperatorSpec>,
+}
+
+#[derive(Debug)]
+pub struct SinkDef {
+    pub id: String,
+    pub loc: Loc,
+    pub inputs: Vec<Spanned<String>>,
+    pub spec: Box<dyn SinkSpec>,
+}
+
+/// How a section's registry turns a component's mapping (without its common
+/// keys) into its spec.
+pub type ParseFn<T> = fn(&Node) -> Result<Box<T>, ConfigError>;
+
+/// One section's component types: the built ones, and the ones planned but
+/// not built yet (named so the error can say so instead of "unknown").
+pub struct Registry<T: ?Sized + 'static> {
+    pub section: &'static str,
+    pub built: &'static [(&'static str, ParseFn<T>)],
+    pub planned: &'static [&'static str],
+}
+
+impl<T: ?Sized> Registry<T> {
+    /// Parses the spec of a component of type `type_name`.
+    pub fn parse(&self, type_name: &Spanned<String>, node: &Node) -> Result<Box<T>, ConfigError> {
+        if let Some((_, parse)) = self.built.iter().find(|(name, _)| *name == type_name.as_str()) {
+            return parse(node);
+        }
+        let message = if self.planned.contains(&type_name.as_str()) {
+            format!(
+                "{} type `{}` is not available in this version of floe yet",
+                self.section, type_name.value
+            )
+        } else {
+            let names = self.built.iter().map(|(name, _)| *name);
+            let hint = did_you_mean(type_name, names.clone());
+            let hint = if hint.is_empty() {
+                format!(", expected one of: {}", names.collect::<Vec<_>>().join(", "))
+            } else {
+                hint
+            };
+            format!("unknown {} type `{}`{hint}", self.section, type_name.value)
+        };
+        Err(ConfigError::at(type_name.loc, message))
+    }
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &["name", "sources", "operators", "sinks", "dead_letter", "tests"];
+
+impl Pipeline {
+    /// Reads and validates a pipeline file.
+    pub fn load(path: &Path) -> Result<Pipeline, Diagnostics> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostics::new(path, vec![ConfigError::new(None, format!("cannot read file: {e}"))])
+        })?;
+        Pipeline::parse(path, &text).map_err(|errors| Diagnostics::new(path, errors))
+    }
+
+    /// Parses and validates pipeline text; `path` names it and anchors
+    /// relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Pipeline, Vec<ConfigError>> {
+        let root = yaml::parse(text)?;
+        let mut errors = Vec::new();
+        let Some(entries) = root.entries() else {
+            return Err(vec![ConfigError::at(root.loc, "a pipeline must be a mapping")]);
+        };
+        for (key, _) in entries {
+            let name = key.as_str().unwrap_or_default();
+            if !TOP_LEVEL_KEYS.contains(&name) {
+                let hint = did_you_mean(name, TOP_LEVEL_KEYS.iter().copied());
+                errors.push(ConfigError::at(key.loc, format!("unknown section `{name}`{hint}")));
+            }
+        }
+        let name = match root.get("name") {
+            Some(node) => collect(from_node::<String>(node), &mut errors).unwrap_or_default(),
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "pipeline".into()),
+        };
+        let pipeline = Pipeline {
+            name,
+            path: path.to_path_buf(),
+            sources: parse_sources(&root, &mut errors),
+            operators: parse_operators(&root, &mut errors),
+            sinks: parse_sinks(&root, &mut errors),
+            dead_letter: parse_dead_letter(&root, &mut errors),
+            tests: root
+                .get("tests")
+                .and_then(|n| collect(from_node(n), &mut errors))
+                .unwrap_or_default(),
+        };
+        if root.get("sources").is_none() {
+            errors.push(ConfigError::at(root.loc, "a pipeline needs a `sources` section"));
+        }
+        errors.extend(graph::check(&pipeline));
+        if errors.is_empty() { Ok(pipeline) } else { Err(errors) }
+    }
+
+    /// Resolves a path written in the pipeline file against its directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
+fn collect<T>(result: Result<T, ConfigError>, errors: &mut Vec<ConfigError>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}
+
+/// A component as written: its id, its mapping and its `type`.
+struct RawComponent<'a> {
+    id: String,
+    loc: Loc,
+    node: &'a Node,
+    type_name: Spanned<String>,
+}
+
+/// Walks a section (`sources:` ...), checking what every component shares.
+fn components<'a>(root: &'a Node, section: &str, what: &str, errors: &mut Vec<ConfigError>) -> Vec<RawComponent<'a>> {
+    let Some(node) = root.get(section) else {
+        return Vec::new();
+    };
+    if matches!(node.kind, yaml::NodeKind::Null) {
+        return Vec::new();
+    }
+    let Some(entries) = node.entries() else {
+        errors.push(ConfigError::at(node.loc, format!("`{section}` must be a mapping of id to {what}")));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        let Some(id) = key.as_str() else {
+            errors.push(ConfigError::at(key.loc, format!("{what} ids must be strings")));
+            continue;
+        };
+        match value.get("type").map(from_node::<Spanned<String>>) {
+            Some(Ok(type_name)) => out.push(RawComponent {
+                id: id.to_string(),
+                loc: key.loc,
+                node: value,
+                type_name,
+            }),
+            Some(Err(e)) => errors.push(e.in_component(what, id)),
+            None => errors.push(ConfigError::at(value.loc, "missing field `type`").in_component(what, id)),
+        }
+    }
+    out
+}
+
+/// Parses a component's spec, suggesting a shared key when a typo is close
+/// to one (`input` for `inputs`): the spec itself only knows its own keys.
+fn parse_spec<T: ?Sized>(
+    registry: &Registry<T>,
+    raw: &RawComponent,
+    shared: &[&str],
+) -> Result<Box<T>, ConfigError> {
+    let mut skip = vec!["type"];
+    skip.extend_from_slice(shared);
+    registry
+        .parse(&raw.type_name, &raw.node.without(&skip))
+        .map_err(|mut e| {
+            if let Some(word) = e.message.strip_prefix("unknown field `").and_then(|m| m.strip_suffix('`')) {
+                let hint = did_you_mean(word, shared.iter().copied());
+                e.message.push_str(&hint);
+            }
+            e
+        })
+}
+
+fn parse_inputs(raw: &RawComponent) -> Result<Vec<Spanned<String>>, ConfigError> {
+    let node = raw
+        .node
+        .get("inputs")
+        .ok_or_else(|| ConfigError::at(raw.node.loc, "missing field `inputs`"))?;
+    let inputs: Vec<Spanned<String>> = from_node(node)?;
+    if inputs.is_empty() {
+        return Err(ConfigError::at(node.loc, "`inputs` must name at least one component"));
+    }
+    Ok(inputs)
+}
+
+/// Parses every component of a section: its spec through the registry and
+/// the keys all components of the section share through `shared`.
+fn parse_section<T: ?Sized, C>(
+    root: &Node,
+    what: &str,
+    registry: &Registry<T>,
+    shared_keys: &[&str],
+    shared: impl Fn(&RawComponent) -> Result<C, ConfigError>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(String, Loc, C, Box<T>)> {
+    let section = format!("{what}s");
+    let mut out = Vec::new();
+    for raw in components(root, &section, what, errors) {
+        match (shared(&raw), parse_spec(registry, &raw, shared_keys)) {
+            (Ok(common), Ok(spec)) => out.push((raw.id, raw.loc, common, spec)),
+            (common, spec) => {
+                let problems = [common.err(), spec.err()];
+                errors.extend(problems.into_iter().flatten().map(|e| e.in_component(what, &raw.id)));
+            }
+        }
+    }
+    out
+}
+
+fn parse_sources(root: &Node, errors: &mut Vec<ConfigError>) -> Vec<SourceDef> {
+    let keys = SourceCommon::KEYS;
+    let common = |raw: &RawComponent| from_node::<SourceCommon>(&raw.node.only(keys));
+    parse_section(root, "source", &crate::sources::REGISTRY, keys, common, errors)
+        .into_iter()
+        .map(|(id, loc, common, spec)| SourceDef { id, loc, common, spec })
+        .collect()
+}
+
+fn parse_operators(root: &Node, errors: &mut Vec<ConfigError>) -> Vec<OperatorDef> {
+    parse_section(root, "operator", &crate::operators::REGISTRY, &["inputs"], parse_inputs, errors)
+        .into_iter()
+        .map(|(id, loc, inputs, spec)| OperatorDef { id, loc, inputs, spec })
+        .collect()
+}
+
+fn parse_sinks(root: &Node, errors: &mut Vec<ConfigError>) -> Vec<SinkDef> {
+    parse_section(root, "sink", &crate::sinks::REGISTRY, &["inputs"], parse_inputs, errors)
+        .into_iter()
+        .map(|(id, loc, inputs, spec)| SinkDef { id, loc, inputs, spec })
+        .collect()
+}
+
+fn parse_dead_letter(root: &Node, errors: &mut Vec<ConfigError>) -> Option<Box<dyn SinkSpec>> {
+    let node = root.get("dead_letter")?;
+    let raw = RawComponent {
+        id: "dead_letter".into(),
+        loc: node.loc,
+        node,
+        type_name: match node.get("type").map(from_node::<Spanned<String>>) {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                errors.push(e);
+                return None;
+            }
+            None => {
+                errors.push(ConfigError::at(node.loc, "dead_letter: missing field `type`"));
+                return None;
+            }
+        },
+    };
+    collect(
+        parse_spec(&crate::sinks::REGISTRY, &raw, &[]).map_err(|e| e.in_component("sink", "dead_letter")),
+        errors,
+    )
+}

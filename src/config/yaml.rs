@@ -1,0 +1,624 @@
+//! A YAML tree that remembers where every node was written, and a serde
+//! deserializer over it.
+//!
+//! serde-saphyr parses the text. We keep the result as a tree of [`Node`]s
+//! (rather than deserializing the pipeline in one pass) so that each
+//! component can be deserialized on its own: one typo in one operator is
+//! reported together with every other problem in the file, each at its
+//! `line:col`, instead of stopping the whole load at the first.
+
+use super::error::{ConfigError, Loc, did_you_mean};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess,
+    SeqAccess, VariantAccess, Visitor,
+};
+use serde_saphyr::Spanned as SaphyrSpanned;
+use std::fmt;
+
+/// One YAML node and where it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub loc: Loc,
+    /// The value came from a `${VAR}`: it may be a secret, so error
+    /// messages must not quote it.
+    pub from_env: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeKind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    /// Entries in file order; keys are nodes so they keep their position.
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// The string value of a scalar, if it is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Entries of a mapping, if it is one.
+    pub fn entries(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            NodeKind::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The value under `key` in a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entries()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    /// A copy of this mapping without the given keys.
+    pub fn without(&self, keys: &[&str]) -> Node {
+        self.retain(|k| !keys.contains(&k))
+    }
+
+    /// A copy of this mapping with only the given keys.
+    pub fn only(&self, keys: &[&str]) -> Node {
+        self.retain(|k| keys.contains(&k))
+    }
+
+    fn retain(&self, keep: impl Fn(&str) -> bool) -> Node {
+        let kind = match &self.kind {
+            NodeKind::Map(entries) => NodeKind::Map(
+                entries
+                    .iter()
+                    .filter(|(k, _)| keep(k.as_str().unwrap_or_default()))
+                    .cloned()
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
+        Node { kind, ..*self }
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self.kind {
+            NodeKind::Null => "null",
+            NodeKind::Bool(_) => "a boolean",
+            NodeKind::Int(_) | NodeKind::Float(_) => "a number",
+            NodeKind::Str(_) => "a string",
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// Parses YAML text into a tree, then replaces `${VAR}` in string values
+/// from the environment.
+pub fn parse(text: &str) -> Result<Node, Vec<ConfigError>> {
+    let raw: SaphyrSpanned<RawNode> = serde_saphyr::from_str(text).map_err(|e| {
+        let e = e.without_snippet();
+        let loc = e.location().map(|l| Loc::new(l.line(), l.column()));
+        vec![ConfigError::new(loc, strip_position(&e.to_string()))]
+    })?;
+    let mut node = Node::from(raw);
+    let mut errors = Vec::new();
+    substitute_env(&mut node, &mut errors);
+    if errors.is_empty() { Ok(node) } else { Err(errors) }
+}
+
+/// serde-saphyr appends "at line N, column M"; we print the position first.
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+    .trim_start_matches("error: ")
+    .to_string()
+}
+
+/// The tree as serde-saphyr gives it, before positions are flattened.
+enum RawNode {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<SaphyrSpanned<RawNode>>),
+    Map(Vec<(SaphyrSpanned<RawNode>, SaphyrSpanned<RawNode>)>),
+}
+
+impl From<SaphyrSpanned<RawNode>> for Node {
+    fn from(raw: SaphyrSpanned<RawNode>) -> Self {
+        let loc = Loc::new(raw.referenced.line(), raw.referenced.column());
+        let kind = match raw.value {
+            RawNode::Null => NodeKind::Null,
+            RawNode::Bool(b) => NodeKind::Bool(b),
+            RawNode::Int(i) => NodeKind::Int(i),
+            RawNode::Float(f) => NodeKind::Float(f),
+            RawNode::Str(s) => NodeKind::Str(s),
+            RawNode::Seq(items) => NodeKind::Seq(items.into_iter().map(Node::from).collect()),
+            RawNode::Map(entries) => NodeKind::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (Node::from(k), Node::from(v)))
+                    .collect(),
+            ),
+        };
+        Node {
+            kind,
+            loc,
+            from_env: false,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for RawNode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = RawNode;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+    fn visit_unit<E>(self) -> Result<RawNode, E> {
+        Ok(RawNode::Null)
+    }
+    fn visit_none<E>(self) -> Result<RawNode, E> {
+        Ok(RawNode::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<RawNode, E> {
+        Ok(RawNode::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<RawNode, E> {
+        Ok(RawNode::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawNode, E> {
+        i64::try_from(v)
+            .map(RawNode::Int)
+            .map_err(|_| E::custom("integer too large"))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<RawNode, E> {
+        Ok(RawNode::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<RawNode, E> {
+        Ok(RawNode::Str(v.to_string()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawNode, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(RawNode::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawNode, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key()? {
+            entries.push((key, map.next_value()?));
+        }
+        Ok(RawNode::Map(entries))
+    }
+}
+
+/// Replaces `${VAR}` in every string with the variable's value; `$${` is a
+/// literal `${`. An unset variable is an error at the string's position.
+fn substitute_env(node: &mut Node, errors: &mut Vec<ConfigError>) {
+    match &mut node.kind {
+        NodeKind::Str(s) if s.contains("${") => match interpolate(s, |v| std::env::var(v).ok()) {
+            Ok(value) => {
+                *s = value;
+                node.from_env = true;
+            }
+            Err(message) => errors.push(ConfigError::new(Some(node.loc), message)),
+        },
+        NodeKind::Seq(items) => items.iter_mut().for_each(|n| substitute_env(n, errors)),
+        NodeKind::Map(entries) => entries
+            .iter_mut()
+            .for_each(|(_, v)| substitute_env(v, errors)),
+        _ => {}
+    }
+}
+
+fn interpolate(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(after) = rest.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("${") {
+            let end = after
+                .find('}')
+                .ok_or_else(|| "unterminated `${` in value".to_string())?;
+            let name = &after[..end];
+            let value = lookup(name)
+                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            out.push_str(&value);
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Deserializes a value of type `T` from a node, reporting the position of
+/// the innermost node at fault.
+pub fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, ConfigError> {
+    T::deserialize(node).map_err(|e| ConfigError::new(e.loc, e.message))
+}
+
+/// A deserialization error inside the tree.
+#[derive(Debug)]
+pub struct Error {
+    loc: Option<Loc>,
+    message: String,
+}
+
+impl Error {
+    /// Pins the error to `node` unless a deeper node already claimed it.
+    fn at(mut self, node: &Node) -> Self {
+        if self.loc.is_none() {
+            self.loc = Some(node.loc);
+            if node.from_env {
+                // The message may quote the value, which may be a secret.
+                self.message = "the value from the environment is not valid here".into();
+            }
+        }
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl de::Error for Error {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        Error {
+            loc: None,
+            message: msg.to_string(),
+        }
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        Error::custom(format!(
+            "unknown field `{field}`{}",
+            did_you_mean(field, expected.iter().copied())
+        ))
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        let hint = did_you_mean(variant, expected.iter().copied());
+        let hint = if hint.is_empty() {
+            format!(", expected one of: {}", expected.join(", "))
+        } else {
+            hint
+        };
+        Error::custom(format!("unknown value `{variant}`{hint}"))
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        Error::custom(format!("missing field `{field}`"))
+    }
+}
+
+/// Name of the newtype struct through which [`super::Spanned`] asks for a
+/// node's position.
+pub(super) const SPANNED: &str = "$floe::Spanned";
+
+impl<'de> Deserializer<'de> for &Node {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.kind {
+            NodeKind::Null => visitor.visit_unit(),
+            NodeKind::Bool(b) => visitor.visit_bool(*b),
+            NodeKind::Int(i) => visitor.visit_i64(*i),
+            NodeKind::Float(f) => visitor.visit_f64(*f),
+            NodeKind::Str(s) => visitor.visit_str(s),
+            NodeKind::Seq(items) => visitor.visit_seq(SeqDe(items.iter())),
+            NodeKind::Map(entries) => visitor.visit_map(MapDe {
+                entries: entries.iter(),
+                value: None,
+            }),
+        }
+        .map_err(|e| e.at(self))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.kind {
+            NodeKind::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+        .map_err(|e| e.at(self))
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        // Values from `${VAR}` are strings; accept them where a bool is asked.
+        match &self.kind {
+            NodeKind::Str(s) if s == "true" => visitor.visit_bool(true),
+            NodeKind::Str(s) if s == "false" => visitor.visit_bool(false),
+            _ => self.deserialize_any(visitor),
+        }
+        .map_err(|e| e.at(self))
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.kind {
+            NodeKind::Str(s) => match s.trim().parse::<f64>() {
+                Ok(f) => visitor.visit_f64(f),
+                Err(_) => Err(self.expected("a number")),
+            },
+            _ => self.deserialize_any(visitor),
+        }
+        .map_err(|e| e.at(self))
+    }
+
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.kind {
+            NodeKind::Str(s) => match s.trim().parse::<i64>() {
+                Ok(i) => visitor.visit_i64(i),
+                Err(_) => Err(self.expected("an integer")),
+            },
+            _ => self.deserialize_any(visitor),
+        }
+        .map_err(|e| e.at(self))
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.kind {
+            NodeKind::Bool(b) => visitor.visit_string(b.to_string()),
+            NodeKind::Int(i) => visitor.visit_string(i.to_string()),
+            NodeKind::Float(f) => visitor.visit_string(f.to_string()),
+            _ => self.deserialize_any(visitor),
+        }
+        .map_err(|e| e.at(self))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        match &self.kind {
+            NodeKind::Str(s) => visitor.visit_enum(UnitVariant(s)),
+            _ => Err(self.expected("a name")),
+        }
+        .map_err(|e| e.at(self))
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        if name == SPANNED {
+            return visitor.visit_seq(SpannedDe {
+                node: self,
+                step: 0,
+            });
+        }
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        char bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+    }
+
+    fn deserialize_i8<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+        self.deserialize_i64(v)
+    }
+    fn deserialize_i16<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+        self.deserialize_i64(v)
+    }
+    fn deserialize_i32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+        self.deserialize_i64(v)
+    }
+    fn deserialize_u8<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+        self.deserialize_i64(v)
+    }
+    fn deserialize_u16<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+        self.deserialize_i64(v)
+    }
+    fn deserialize_u32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+        self.deserialize_i64(v)
+    }
+    fn deserialize_u64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+        self.deserialize_i64(v)
+    }
+    fn deserialize_f32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+        self.deserialize_f64(v)
+    }
+    fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+        self.deserialize_str(v)
+    }
+}
+
+impl Node {
+    fn expected(&self, what: &str) -> Error {
+        de::Error::custom(format!("expected {what}, found {}", self.type_name()))
+    }
+}
+
+struct SeqDe<'a>(std::slice::Iter<'a, Node>);
+
+impl<'de> SeqAccess<'de> for SeqDe<'_> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+        self.0.next().map(|n| seed.deserialize(n)).transpose()
+    }
+}
+
+struct MapDe<'a> {
+    entries: std::slice::Iter<'a, (Node, Node)>,
+    value: Option<&'a Node>,
+}
+
+impl<'de> MapAccess<'de> for MapDe<'_> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+        let Some((key, value)) = self.entries.next() else {
+            return Ok(None);
+        };
+        self.value = Some(value);
+        seed.deserialize(key).map(Some).map_err(|e| e.at(key))
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        let value = self
+            .value
+            .take()
+            .ok_or_else(|| <Error as de::Error>::custom("value requested before key"))?;
+        seed.deserialize(value).map_err(|e| e.at(value))
+    }
+}
+
+/// Feeds a [`super::Spanned`]: line, column, then the value.
+struct SpannedDe<'a> {
+    node: &'a Node,
+    step: u8,
+}
+
+impl<'de> SeqAccess<'de> for SpannedDe<'_> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+        self.step += 1;
+        let value = match self.step {
+            1 => seed.deserialize(self.node.loc.line.into_deserializer())?,
+            2 => seed.deserialize(self.node.loc.col.into_deserializer())?,
+            3 => seed.deserialize(self.node)?,
+            _ => return Ok(None),
+        };
+        Ok(Some(value))
+    }
+}
+
+struct UnitVariant<'a>(&'a str);
+
+impl<'de> EnumAccess<'de> for UnitVariant<'_> {
+    type Error = Error;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), Error> {
+        let de: de::value::StrDeserializer<Error> = self.0.into_deserializer();
+        Ok((seed.deserialize(de)?, self))
+    }
+}
+
+impl<'de> VariantAccess<'de> for UnitVariant<'_> {
+    type Error = Error;
+
+    fn unit_variant(self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _: T) -> Result<T::Value, Error> {
+        Err(de::Error::custom("expected a plain name"))
+    }
+    fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, Error> {
+        Err(de::Error::custom("expected a plain name"))
+    }
+    fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], _: V) -> Result<V::Value, Error> {
+        Err(de::Error::custom("expected a plain name"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        threshold: f64,
+        #[serde(default)]
+        name: Option<String>,
+    }
+
+    fn parse_one(text: &str) -> Node {
+        parse(text).unwrap()
+    }
+
+    #[test]
+    fn keeps_positions_of_keys_and_values() {
+        let root = parse_one("a:\n  b: [1, x]\n");
+        let b = root.get("a").unwrap().get("b").unwrap();
+        assert_eq!(b.loc, Loc::new(2, 6));
+        let NodeKind::Seq(items) = &b.kind else { panic!() };
+        assert_eq!(items[1].loc, Loc::new(2, 10));
+    }
+
+    #[test]
+    fn unknown_field_points_at_the_key_with_a_hint() {
+        let root = parse_one("threshold: 1\nthresold: 2\n");
+        let err = from_node::<Sample>(&root).unwrap_err();
+        assert_eq!(err.loc, Some(Loc::new(2, 1)));
+        assert_eq!(err.message, "unknown field `thresold`, did you mean `threshold`?");
+    }
+
+    #[test]
+    fn type_errors_point_at_the_value() {
+        let root = parse_one("threshold: [1]\n");
+        let err = from_node::<Sample>(&root).unwrap_err();
+        assert_eq!(err.loc, Some(Loc::new(1, 12)));
+    }
+
+    #[test]
+    fn missing_field_points_at_the_mapping() {
+        let root = parse_one("x:\n  name: a\n");
+        let err = from_node::<Sample>(root.get("x").unwrap()).unwrap_err();
+        assert_eq!(err.message, "missing field `threshold`");
+        assert_eq!(err.loc, Some(Loc::new(2, 3)));
+    }
+
+    #[test]
+    fn interpolates_environment_variables() {
+        let env = |v: &str| (v == "HOST").then(|| "broker".to_string());
+        assert_eq!(interpolate("mqtt://${HOST}:1883", env).unwrap(), "mqtt://broker:1883");
+        assert_eq!(interpolate("$${HOST} costs $5", env).unwrap(), "${HOST} costs $5");
+        assert_eq!(
+            interpolate("${NOPE}", env).unwrap_err(),
+            "environment variable `NOPE` is not set"
+        );
+    }
+
+    #[test]
+    fn values_from_the_environment_are_not_quoted_in_errors() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("FLOE_TEST_SECRET_THRESHOLD", "hunter2") };
+        let root = parse("threshold: ${FLOE_TEST_SECRET_THRESHOLD}\n").unwrap();
+        let err = from_node::<Sample>(&root).unwrap_err();
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
+        unsafe { std::env::set_var("FLOE_TEST_SECRET_THRESHOLD", "4.5") };
+        let root = parse("threshold: ${FLOE_TEST_SECRET_THRESHOLD}\n").unwrap();
+        assert_eq!(from_node::<Sample>(&root).unwrap().threshold, 4.5);
+    }
+}

@@ -1,0 +1,174 @@
+//! The telemetry event: what sources produce and operators consume.
+//!
+//! An event is one reading of one entity: its key, its event time and the
+//! fields the pipeline uses. Field names are interned into a per-pipeline
+//! [`Schema`] when the pipeline is built, so the hot path compares small
+//! integers instead of strings.
+
+pub mod alert;
+pub mod decode;
+pub mod time;
+
+use compact_str::CompactString;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+pub use alert::{Alert, AlertState, Severity};
+
+/// The entity key (`truck-0042`). Short keys are stored inline, without a
+/// heap allocation per event.
+pub type Key = CompactString;
+
+/// A field's value. JSON objects and arrays are not telemetry readings and
+/// are skipped by the decoder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Num(f64),
+    Bool(bool),
+    Str(CompactString),
+}
+
+impl Value {
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Num(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+/// Index of a field name in the pipeline's [`Schema`].
+pub type FieldId = u16;
+
+/// The field names a pipeline reads or produces, numbered.
+#[derive(Debug, Default, Clone)]
+pub struct Schema {
+    names: Vec<String>,
+    ids: HashMap<String, FieldId>,
+    /// Fields some operator reads as a number: the decoder rejects a record
+    /// whose value there is not a finite number, so operators never see one.
+    numeric: Vec<bool>,
+}
+
+impl Schema {
+    /// Returns the id of `name`, adding it if new.
+    pub fn intern(&mut self, name: &str) -> FieldId {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as FieldId;
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        self.numeric.push(false);
+        id
+    }
+
+    /// Interns `name` and marks it as a field that must hold a number.
+    pub fn intern_numeric(&mut self, name: &str) -> FieldId {
+        let id = self.intern(name);
+        self.numeric[id as usize] = true;
+        id
+    }
+
+    pub fn id(&self, name: &str) -> Option<FieldId> {
+        self.ids.get(name).copied()
+    }
+
+    pub fn name(&self, id: FieldId) -> &str {
+        &self.names[id as usize]
+    }
+
+    pub fn is_numeric(&self, id: FieldId) -> bool {
+        self.numeric[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// Where an event came from, so a late or rejected event can be traced back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// Index of the source in the pipeline.
+    pub source: u16,
+    /// Partition for partitioned sources (Kafka), 0 otherwise.
+    pub partition: u32,
+    /// Line number for files, offset for Kafka.
+    pub position: u64,
+}
+
+/// One reading of one entity, or one output of an operator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub key: Key,
+    /// Event time, milliseconds since the Unix epoch.
+    pub time: i64,
+    /// Fields in the order they were decoded; lookups are linear because an
+    /// event rarely carries more than a handful of the pipeline's fields.
+    pub fields: Vec<(FieldId, Value)>,
+    pub origin: Origin,
+}
+
+impl Event {
+    pub fn new(key: Key, time: i64) -> Self {
+        Event {
+            key,
+            time,
+            fields: Vec::new(),
+            origin: Origin::default(),
+        }
+    }
+
+    pub fn get(&self, id: FieldId) -> Option<&Value> {
+        self.fields.iter().find(|(f, _)| *f == id).map(|(_, v)| v)
+    }
+
+    pub fn num(&self, id: FieldId) -> Option<f64> {
+        self.get(id).and_then(Value::as_f64)
+    }
+
+    pub fn set(&mut self, id: FieldId, value: Value) {
+        match self.fields.iter_mut().find(|(f, _)| *f == id) {
+            Some(slot) => slot.1 = value,
+            None => self.fields.push((id, value)),
+        }
+    }
+
+    /// Renders the event as a JSON object: `extra` entries, the key, the
+    /// event time, then the fields.
+    pub fn to_json(&self, schema: &Schema, extra: &[(&str, &str)]) -> String {
+        json_object(|map| {
+            for (name, value) in extra {
+                map.serialize_entry(name, value)?;
+            }
+            map.serialize_entry("key", self.key.as_str())?;
+            map.serialize_entry("event_time", &time::format_rfc3339(self.time))?;
+            for (id, value) in &self.fields {
+                map.serialize_entry(schema.name(*id), value)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Writes one JSON object with entries in the order given (the order users
+/// read them in), straight to a string. Non-finite numbers become `null`.
+pub fn json_object(
+    entries: impl FnOnce(&mut serde_json::ser::Compound<'_, &mut Vec<u8>, serde_json::ser::CompactFormatter>) -> Result<(), serde_json::Error>,
+) -> String {
+    use serde::ser::{SerializeMap, Serializer};
+    let mut buf = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::new(&mut buf);
+    // Serializing strings and numbers into memory cannot fail.
+    if let Ok(mut map) = ser.serialize_map(None) {
+        let _ = entries(&mut map).and_then(|()| map.end());
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}

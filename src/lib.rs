@@ -1,0 +1,14 @@
+//! floe: a real-time stream processor for IoT telemetry.
+//!
+//! Telemetry flows from [`sources`] through keyed, event-time [`operators`]
+//! to [`sinks`], as a pipeline file ([`config`]) describes; the [`runtime`]
+//! runs it. See README.md for the user's view.
+
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod operators;
+pub mod runtime;
+pub mod sinks;
+pub mod sources;
+pub mod testing;

@@ -1,0 +1,87 @@
+//! What every alerting operator shares: turning a state change of a
+//! condition into an [`Alert`] with its message.
+
+use super::template::{BUILT_INS, Template};
+use super::{BuildContext, FieldRef};
+use crate::config::Loc;
+use crate::event::{Alert, AlertState, Event, FieldId, Severity, Value, time};
+use std::sync::Arc;
+
+/// An alerting operator's identity and wording, ready to make alerts.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    id: Arc<str>,
+    severity: Severity,
+    message: Template,
+    /// Event fields the message names, resolved once at build time.
+    fields: Arc<[(String, FieldId)]>,
+}
+
+impl Rule {
+    /// `own_vars` are the placeholders the operator fills in itself.
+    pub fn new(ctx: &mut BuildContext, severity: Severity, message: &Template, own_vars: &[&str]) -> Rule {
+        let fields = message_fields(message, own_vars)
+            .map(|name| (name.to_string(), ctx.field(name)))
+            .collect();
+        Rule {
+            id: ctx.id.into(),
+            severity,
+            message: message.clone(),
+            fields,
+        }
+    }
+
+    /// An alert for `event`; `vars` fill the operator's own placeholders.
+    pub fn alert(
+        &self,
+        state: AlertState,
+        event: &Event,
+        episode_start: i64,
+        value: f64,
+        vars: &[(&'static str, Value)],
+    ) -> Alert {
+        let message = self.message.render(|name| match name {
+            "key" => Some(Value::Str(event.key.clone())),
+            "value" => Some(Value::Num(value)),
+            "rule" => Some(Value::Str(self.id.as_ref().into())),
+            "severity" => Some(Value::Str(self.severity.as_str().into())),
+            "event_time" => Some(Value::Str(time::format_rfc3339(event.time).into())),
+            _ => vars
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| {
+                    let (_, id) = self.fields.iter().find(|(n, _)| n == name)?;
+                    event.get(*id).cloned()
+                }),
+        });
+        Alert {
+            rule: self.id.clone(),
+            key: event.key.clone(),
+            state,
+            severity: self.severity,
+            event_time: event.time,
+            episode_start,
+            value,
+            message,
+            details: vars.to_vec(),
+        }
+    }
+}
+
+/// Placeholders of a message that name event fields.
+fn message_fields<'a>(message: &'a Template, own_vars: &'a [&str]) -> impl Iterator<Item = &'a str> {
+    message
+        .vars()
+        .filter(move |v| !BUILT_INS.contains(v) && !own_vars.contains(v))
+}
+
+/// The fields a message reads, for validation.
+pub fn message_reads(message: &Template, own_vars: &[&str], loc: Loc) -> Vec<FieldRef> {
+    message_fields(message, own_vars)
+        .map(|name| FieldRef {
+            name: name.to_string(),
+            loc,
+        })
+        .collect()
+}

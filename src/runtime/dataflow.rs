@@ -1,0 +1,113 @@
+//! The compiled pipeline: who feeds whom, and the operators ready to fork
+//! onto workers.
+
+use crate::config::Pipeline;
+use crate::event::Schema;
+use crate::event::decode::Decoder;
+use crate::operators::{BuildContext, Emits, KeyedOperator};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The pipeline's graph, numbered. Components are the sources, then the
+/// operators in topological order, so an operator's number is always higher
+/// than those of its inputs.
+#[derive(Debug)]
+pub struct Dataflow {
+    pub pipeline: Arc<str>,
+    pub schema: Arc<Schema>,
+    /// Component ids, as written in the pipeline file.
+    pub names: Vec<Arc<str>>,
+    pub sources: usize,
+    /// Per component: the operators that take its output, in order.
+    pub downstream: Vec<Vec<usize>>,
+    /// Per component: the sinks that take its output.
+    pub sinks: Vec<Vec<usize>>,
+    /// Per component: whether it raises alerts.
+    pub alerting: Vec<bool>,
+    /// Per source: `max_out_of_orderness` in ms.
+    pub max_ooo: Vec<i64>,
+}
+
+/// A pipeline built and ready to run, before any I/O is opened.
+pub struct Plan {
+    pub flow: Dataflow,
+    /// The operators, in component order (component `sources + i`).
+    pub operators: Vec<Box<dyn KeyedOperator>>,
+    /// One decoder per source.
+    pub decoders: Vec<Decoder>,
+}
+
+impl Plan {
+    /// Builds a validated pipeline.
+    pub fn new(p: &Pipeline) -> Plan {
+        // Validation has rejected cycles; an empty order cannot happen here.
+        let order = crate::config::topological_order(p).unwrap_or_default();
+        let mut schema = Schema::default();
+        let operators: Vec<_> = order
+            .iter()
+            .map(|&i| {
+                let def = &p.operators[i];
+                def.spec.build(&mut BuildContext {
+                    pipeline: &p.name,
+                    id: &def.id,
+                    schema: &mut schema,
+                })
+            })
+            .collect();
+        let names: Vec<Arc<str>> = p
+            .sources
+            .iter()
+            .map(|s| s.id.as_str())
+            .chain(order.iter().map(|&i| p.operators[i].id.as_str()))
+            .map(Arc::from)
+            .collect();
+        let number: HashMap<&str, usize> = names.iter().enumerate().map(|(c, n)| (n.as_ref(), c)).collect();
+        let inputs_of = |inputs: &[crate::config::Spanned<String>]| -> Vec<usize> {
+            inputs.iter().filter_map(|i| number.get(i.as_str()).copied()).collect()
+        };
+        let mut downstream = vec![Vec::new(); names.len()];
+        for (k, &i) in order.iter().enumerate() {
+            for input in inputs_of(&p.operators[i].inputs) {
+                downstream[input].push(p.sources.len() + k);
+            }
+        }
+        let mut sinks = vec![Vec::new(); names.len()];
+        for (k, sink) in p.sinks.iter().enumerate() {
+            for input in inputs_of(&sink.inputs) {
+                sinks[input].push(k);
+            }
+        }
+        let alerting = (0..p.sources.len())
+            .map(|_| false)
+            .chain(order.iter().map(|&i| p.operators[i].spec.emits() == Emits::Alerts))
+            .collect();
+        let decoders = p
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Decoder::new(s.common.decode_spec(), &schema, i as u16))
+            .collect();
+        Plan {
+            flow: Dataflow {
+                pipeline: p.name.as_str().into(),
+                schema: Arc::new(schema),
+                names,
+                sources: p.sources.len(),
+                downstream,
+                sinks,
+                alerting,
+                max_ooo: p.sources.iter().map(|s| s.common.max_out_of_orderness.ms()).collect(),
+            },
+            operators,
+            decoders,
+        }
+    }
+
+    /// Sends every alert to sink 0 and nothing else anywhere: how pipeline
+    /// tests collect what the rules raise.
+    pub fn collect_alerts_only(&mut self) {
+        for (component, sinks) in self.flow.sinks.iter_mut().enumerate() {
+            *sinks = if self.flow.alerting[component] { vec![0] } else { Vec::new() };
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Counters of what a running pipeline has done.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Pipeline-wide counters. Workers add per batch, not per event, so the
+/// shared cache lines are touched rarely.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    events: AtomicU64,
+    late: AtomicU64,
+    dead_letters: AtomicU64,
+    alerts: AtomicU64,
+    outputs: AtomicU64,
+}
+
+/// A point-in-time copy of [`Metrics`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Events decoded and processed by operators.
+    pub events: u64,
+    /// Events dropped from processing for arriving too late (and dead-lettered).
+    pub late: u64,
+    /// Messages dead-lettered, late ones included.
+    pub dead_letters: u64,
+    pub alerts: u64,
+    /// Operator output events (window results) sent to sinks.
+    pub outputs: u64,
+}
+
+impl Metrics {
+    pub fn add(&self, delta: &Snapshot) {
+        self.events.fetch_add(delta.events, Relaxed);
+        self.late.fetch_add(delta.late, Relaxed);
+        self.alerts.fetch_add(delta.alerts, Relaxed);
+        self.outputs.fetch_add(delta.outputs, Relaxed);
+    }
+
+    pub fn dead_letter(&self) {
+        self.dead_letters.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            events: self.events.load(Relaxed),
+            late: self.late.load(Relaxed),
+            dead_letters: self.dead_letters.load(Relaxed),
+            alerts: self.alerts.load(Relaxed),
+            outputs: self.outputs.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The runtime: runs a built pipeline on tasks and channels.
+//!
+//! ```text
+//! source ──decode──▶ router ──(by key)──▶ worker 1..N ──▶ sink channels ──▶ sinks
+//!    └──────────── rejected ──────────────────┴──(late)──▶ dead-letter sink
+//! ```
+//!
+//! Every channel is bounded, so the slowest stage sets the pace and nothing
+//! is dropped. Shutdown flows the same way as the end of input: sources
+//! stop, workers drain and flush open windows, sinks flush, the run returns.
+
+mod dataflow;
+mod metrics;
+mod reorder;
+mod router;
+mod shutdown;
+mod worker;
+
+pub use dataflow::{Dataflow, Plan};
+pub use metrics::{Metrics, Snapshot};
+pub use router::{Router, WorkerMsg, worker_for};
+pub use shutdown::Shutdown;
+
+use crate::config::Pipeline;
+use crate::sinks::dead_letter::{self, DeadLetters};
+use crate::sinks::{Sink, SinkError};
+use crate::sources::{Ingest, Source, SourceError};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use worker::Worker;
+
+/// Batches each channel holds before its sender waits.
+const CHANNEL_BATCHES: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("source \"{id}\": {source}")]
+    Source { id: String, source: SourceError },
+    #[error("sink \"{id}\": {source}")]
+    Sink { id: String, source: SinkError },
+    #[error("{0} stopped unexpectedly")]
+    Crashed(String),
+}
+
+/// The opened ends of a pipeline.
+pub struct Io {
+    /// One per source, in pipeline order.
+    pub sources: Vec<Box<dyn Source>>,
+    /// One per sink, in pipeline order, with its id.
+    pub sinks: Vec<(String, Box<dyn Sink>)>,
+    pub dead_letter: Box<dyn Sink>,
+}
+
+impl Io {
+    /// Opens the pipeline's own sources and sinks.
+    pub fn open(p: &Pipeline) -> Result<Io, RuntimeError> {
+        let base = p.resolve(std::path::Path::new(""));
+        let sources = p
+            .sources
+            .iter()
+            .map(|s| {
+                s.spec.open(&base).map_err(|source| RuntimeError::Source {
+                    id: s.id.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let open_sink = |id: &str, spec: &dyn crate::sinks::SinkSpec| {
+            spec.open(&base).map_err(|source| RuntimeError::Sink {
+                id: id.to_string(),
+                source,
+            })
+        };
+        let sinks = p
+            .sinks
+            .iter()
+            .map(|s| Ok((s.id.clone(), open_sink(&s.id, s.spec.as_ref())?)))
+            .collect::<Result<_, _>>()?;
+        let dead_letter = match &p.dead_letter {
+            Some(spec) => open_sink("dead_letter", spec.as_ref())?,
+            None => dead_letter::stderr_sink(),
+        };
+        Ok(Io {
+            sources,
+            sinks,
+            dead_letter,
+        })
+    }
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Worker tasks; keys are spread over them by hash.
+    pub workers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// Runs a pipeline until its sources end or `shutdown` is requested, then
+/// drains and flushes everything. Returns what was processed.
+pub async fn run(plan: Plan, io: Io, options: &Options, shutdown: Shutdown) -> Result<Snapshot, RuntimeError> {
+    let metrics = Arc::new(Metrics::default());
+    let flow = Arc::new(plan.flow);
+
+    let (dead_tx, dead_rx) = mpsc::channel(CHANNEL_BATCHES * 64);
+    let dead_letter_task = tokio::spawn(io.dead_letter.run(dead_rx));
+    let dead_letters = DeadLetters::new(dead_tx, metrics.clone());
+
+    let mut sink_txs = Vec::new();
+    let mut sink_tasks = Vec::new();
+    for (id, sink) in io.sinks {
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        sink_txs.push(tx);
+        sink_tasks.push((id, tokio::spawn(sink.run(rx))));
+    }
+
+    let mut worker_txs = Vec::new();
+    let mut worker_tasks = Vec::new();
+    for _ in 0..options.workers.max(1) {
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        let operators = plan.operators.iter().map(|o| o.fork()).collect();
+        let worker = Worker::new(flow.clone(), operators, sink_txs.clone(), dead_letters.clone(), metrics.clone());
+        worker_txs.push(tx);
+        worker_tasks.push(tokio::spawn(worker.run(rx)));
+    }
+    drop(sink_txs);
+    let worker_txs: Arc<[_]> = worker_txs.into();
+
+    let mut source_tasks = Vec::new();
+    for (i, (source, decoder)) in io.sources.into_iter().zip(plan.decoders).enumerate() {
+        let router = Router::new(worker_txs.clone(), i as u16);
+        let ingest = Ingest::new(flow.names[i].clone(), decoder, router, dead_letters.clone(), shutdown.clone());
+        source_tasks.push(tokio::spawn(source.run(ingest)));
+    }
+    drop((worker_txs, dead_letters));
+
+    let mut errors = Vec::new();
+    for (i, task) in source_tasks.into_iter().enumerate() {
+        let id = flow.names[i].to_string();
+        if let Err(e) = joined(task, &id).await.and_then(|r| r.map_err(|source| RuntimeError::Source { id, source })) {
+            // One broken source stops the others; the run reports it.
+            shutdown.request();
+            errors.push(e);
+        }
+    }
+    for task in worker_tasks {
+        // A worker only fails when a sink stopped; that sink's own error
+        // below says why.
+        let _ = joined(task, "worker").await;
+    }
+    for (id, task) in sink_tasks {
+        if let Err(e) = joined(task, &id).await.and_then(|r| r.map_err(|source| RuntimeError::Sink { id, source })) {
+            errors.insert(0, e);
+        }
+    }
+    if let Err(e) = joined(dead_letter_task, "dead_letter").await.and_then(|r| {
+        r.map_err(|source| RuntimeError::Sink {
+            id: "dead_letter".into(),
+            source,
+        })
+    }) {
+        errors.insert(0, e);
+    }
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(metrics.snapshot()),
+    }
+}
+
+async fn joined<T>(task: JoinHandle<T>, what: &str) -> Result<T, RuntimeError> {
+    task.await.map_err(|_| RuntimeError::Crashed(what.to_string()))
+}

@@ -1,0 +1,103 @@
+//! Per-key event-time ordering.
+//!
+//! Each key has its own clock: the latest event time seen from it. An event
+//! may arrive up to `max_out_of_orderness` behind that clock and is then
+//! put back in order; operators see each key's events sorted by time. An
+//! older event is late. A device that reconnects after an hour and sends its
+//! backlog is in order within its own clock, whatever other keys are doing.
+
+use crate::event::Event;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Reorder {
+    /// Latest event time seen for the key; `None` before its first event.
+    latest: Option<i64>,
+    /// Events held back until the clock has moved `max_out_of_orderness`
+    /// past them, sorted by time (ties in arrival order).
+    held: VecDeque<Event>,
+}
+
+impl Reorder {
+    /// Takes an event; the ones now safe to process are appended to `ready`
+    /// in time order. A late event is handed back as `Err`.
+    pub fn push(&mut self, event: Event, max_ooo: i64, ready: &mut Vec<Event>) -> Result<(), Event> {
+        let latest = self.latest.unwrap_or(event.time);
+        if event.time < latest.saturating_sub(max_ooo) {
+            return Err(event);
+        }
+        let latest = latest.max(event.time);
+        self.latest = Some(latest);
+        if max_ooo == 0 {
+            ready.push(event);
+            return Ok(());
+        }
+        let at = self.held.partition_point(|held| held.time <= event.time);
+        self.held.insert(at, event);
+        let watermark = latest.saturating_sub(max_ooo);
+        while self.held.front().is_some_and(|e| e.time <= watermark) {
+            ready.extend(self.held.pop_front());
+        }
+        Ok(())
+    }
+
+    /// The input has ended: everything held is ready.
+    pub fn drain(&mut self, ready: &mut Vec<Event>) {
+        ready.extend(self.held.drain(..));
+    }
+
+    /// How far behind the key's clock `time` is, for the late message.
+    pub fn behind(&self, time: i64) -> i64 {
+        self.latest.map_or(0, |latest| latest - time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn times(events: &[Event]) -> Vec<i64> {
+        events.iter().map(|e| e.time).collect()
+    }
+
+    fn push_all(r: &mut Reorder, input: &[i64], max_ooo: i64) -> (Vec<i64>, Vec<i64>) {
+        let (mut ready, mut late) = (Vec::new(), Vec::new());
+        for &t in input {
+            if let Err(e) = r.push(Event::new("k".into(), t), max_ooo, &mut ready) {
+                late.push(e.time);
+            }
+        }
+        (times(&ready), late)
+    }
+
+    #[test]
+    fn releases_in_order_once_the_clock_passes() {
+        let mut r = Reorder::default();
+        let (ready, late) = push_all(&mut r, &[10, 30, 20, 40, 50], 10);
+        assert_eq!(ready, [10, 20, 30, 40]);
+        assert!(late.is_empty());
+        let mut rest = Vec::new();
+        r.drain(&mut rest);
+        assert_eq!(times(&rest), [50]);
+    }
+
+    #[test]
+    fn events_too_far_behind_are_late() {
+        let mut r = Reorder::default();
+        let (ready, late) = push_all(&mut r, &[100, 85, 95, 89], 10);
+        assert_eq!(late, [85, 89]);
+        assert!(ready.is_empty());
+        let mut rest = Vec::new();
+        r.drain(&mut rest);
+        assert_eq!(times(&rest), [95, 100]);
+    }
+
+    #[test]
+    fn zero_tolerance_passes_in_order_events_straight_through() {
+        let mut r = Reorder::default();
+        let (ready, late) = push_all(&mut r, &[1, 2, 2, 1, 3], 0);
+        assert_eq!(ready, [1, 2, 2, 3]);
+        assert_eq!(late, [1]);
+    }
+}

@@ -1,0 +1,71 @@
+//! The dead-letter channel: every message the pipeline could not use, with
+//! why and where it came from.
+//!
+//! Records look like:
+//! `{"received_at":"...","source":"trucks","reason":"bad JSON: ...","origin":{"path":"x.jsonl","line":17},"payload":"..."}`.
+//! A payload that is not UTF-8 is kept as `payload_base64` instead.
+
+use super::{Batch, LinesSink, Record, Sink};
+use crate::event::{Key, time};
+use base64::Engine;
+use std::io::BufWriter;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// The default when a pipeline names no `dead_letter`: JSON lines on stderr,
+/// so a rejected message is never silently gone.
+pub fn stderr_sink() -> Box<dyn Sink> {
+    let out = BufWriter::new(std::io::stderr());
+    Box::new(LinesSink::new("stderr", Box::new(out)))
+}
+
+/// A handle to send dead letters; cheap to clone.
+#[derive(Clone)]
+pub struct DeadLetters {
+    tx: mpsc::Sender<Batch>,
+    metrics: Arc<crate::runtime::Metrics>,
+}
+
+/// The dead-letter sink has stopped; the pipeline is going down.
+#[derive(Debug)]
+pub struct Closed;
+
+impl DeadLetters {
+    pub fn new(tx: mpsc::Sender<Batch>, metrics: Arc<crate::runtime::Metrics>) -> Self {
+        DeadLetters { tx, metrics }
+    }
+
+    /// Records a rejected message, waiting while the sink is behind.
+    pub fn send_blocking(&self, source: &str, reason: &str, origin: serde_json::Value, payload: &[u8]) -> Result<(), Closed> {
+        let record = self.record(source, reason, origin, payload);
+        self.tx.blocking_send(vec![record]).map_err(|_| Closed)
+    }
+
+    /// As [`send_blocking`](Self::send_blocking), from async code.
+    pub async fn send(&self, source: &str, reason: &str, origin: serde_json::Value, payload: &[u8]) -> Result<(), Closed> {
+        let record = self.record(source, reason, origin, payload);
+        self.tx.send(vec![record]).await.map_err(|_| Closed)
+    }
+
+    fn record(&self, source: &str, reason: &str, origin: serde_json::Value, payload: &[u8]) -> Arc<Record> {
+        self.metrics.dead_letter();
+        let mut json = serde_json::json!({
+            "received_at": time::format_rfc3339(time::now_ms()),
+            "source": source,
+            "reason": reason,
+            "origin": origin,
+        });
+        match std::str::from_utf8(payload) {
+            Ok(text) => json["payload"] = text.into(),
+            Err(_) => {
+                json["payload_base64"] = base64::engine::general_purpose::STANDARD.encode(payload).into()
+            }
+        }
+        Arc::new(Record {
+            line: json.to_string(),
+            key: Key::default(),
+            component: source.into(),
+            is_alert: false,
+        })
+    }
+}

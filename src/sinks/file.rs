@@ -1,0 +1,48 @@
+//! `file`: alerts and outputs as JSON lines in a file.
+//!
+//! ```yaml
+//! archive:
+//!   type: file
+//!   inputs: [too_warm]
+//!   path: alerts.jsonl   # relative to the pipeline file
+//!   append: true         # false truncates the file at start
+//! ```
+
+use super::{LinesSink, Sink, SinkError, SinkSpec};
+use serde::Deserialize;
+use std::fs::OpenOptions;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to write; relative paths start at the pipeline file's directory.
+    path: PathBuf,
+    /// Keep what the file already holds (the default), so a restart never
+    /// erases earlier alerts.
+    #[serde(default = "yes")]
+    append: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl SinkSpec for Config {
+    fn open(&self, base: &Path) -> Result<Box<dyn Sink>, SinkError> {
+        let path = base.join(&self.path);
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(self.append)
+            .truncate(!self.append)
+            .open(&path)
+            .map_err(|source| SinkError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let out = BufWriter::with_capacity(256 * 1024, file);
+        Ok(Box::new(LinesSink::new(path.display().to_string(), Box::new(out))))
+    }
+}

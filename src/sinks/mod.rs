@@ -1,0 +1,108 @@
+//! Sinks: where alerts and operator outputs go.
+//!
+//! Workers render each output once, as a JSON line in a shared [`Record`],
+//! and send batches of records over a bounded channel to every sink that
+//! takes the component that produced it. A slow sink fills its channel and
+//! so slows the workers and, through them, the sources: nothing is dropped.
+
+pub mod dead_letter;
+pub mod file;
+pub mod stdout;
+
+use crate::config::{ConfigError, Node, Registry, from_node};
+use crate::event::Key;
+use crate::sources::BoxFuture;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Every sink type, by the name pipelines use in `type:`.
+pub const REGISTRY: Registry<dyn SinkSpec> = Registry {
+    section: "sink",
+    built: &[("stdout", spec::<stdout::Config>), ("file", spec::<file::Config>)],
+    planned: &["mqtt", "kafka", "webhook"],
+};
+
+fn spec<C: SinkSpec + DeserializeOwned + 'static>(node: &Node) -> Result<Box<dyn SinkSpec>, ConfigError> {
+    Ok(Box::new(from_node::<C>(node)?))
+}
+
+/// One output, rendered once and shared by every sink that takes it.
+#[derive(Debug)]
+pub struct Record {
+    /// The JSON object, without a trailing newline.
+    pub line: String,
+    pub key: Key,
+    /// The operator or source that produced it (an alert's `rule`).
+    pub component: Arc<str>,
+    pub is_alert: bool,
+}
+
+pub type Batch = Vec<Arc<Record>>;
+
+/// A sink's configuration, as deserialized from its pipeline entry.
+pub trait SinkSpec: Debug + Send + Sync {
+    /// Opens the sink. `base` is the directory relative paths start from.
+    fn open(&self, base: &Path) -> Result<Box<dyn Sink>, SinkError>;
+}
+
+/// An opened sink.
+pub trait Sink: Send {
+    /// Writes batches until the channel closes, then flushes.
+    fn run(self: Box<Self>, records: mpsc::Receiver<Batch>) -> BoxFuture<Result<(), SinkError>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("writing {what}: {source}")]
+    Write {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// A sink that writes JSON lines to any writer (stdout, a file).
+pub struct LinesSink {
+    what: String,
+    out: Box<dyn Write + Send>,
+}
+
+impl LinesSink {
+    pub fn new(what: impl Into<String>, out: Box<dyn Write + Send>) -> Self {
+        LinesSink { what: what.into(), out }
+    }
+
+    fn write_all(mut self, mut records: mpsc::Receiver<Batch>) -> std::io::Result<()> {
+        while let Some(batch) = records.blocking_recv() {
+            for record in batch {
+                self.out.write_all(record.line.as_bytes())?;
+                self.out.write_all(b"\n")?;
+            }
+            // Flush when caught up, so a quiet stream's alerts are not held
+            // in a buffer while a busy one still writes in large blocks.
+            if records.is_empty() {
+                self.out.flush()?;
+            }
+        }
+        self.out.flush()
+    }
+}
+
+impl Sink for LinesSink {
+    fn run(self: Box<Self>, records: mpsc::Receiver<Batch>) -> BoxFuture<Result<(), SinkError>> {
+        Box::pin(async move {
+            let what = self.what.clone();
+            let result = tokio::task::spawn_blocking(move || self.write_all(records)).await;
+            let result = result.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            result.map_err(|source| SinkError::Write { what, source })
+        })
+    }
+}

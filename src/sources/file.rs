@@ -1,0 +1,287 @@
+//! `file`: replays a recording, JSON lines or CSV.
+//!
+//! ```yaml
+//! recording:
+//!   type: file
+//!   path: data/trucks.jsonl   # relative to the pipeline file
+//!   format: jsonl             # or csv; default from the extension
+//!   speed: 0                  # 0: as fast as possible; 1: real time; 60: an hour a minute
+//!   key: device
+//!   time: ts
+//! ```
+//!
+//! The run ends when the file ends. Malformed lines are dead-lettered with
+//! their line number; a line longer than `max_message_bytes` is skipped
+//! without being held in memory, and its first kilobyte is dead-lettered.
+
+use super::{BoxFuture, Ingest, Source, SourceError, SourceSpec};
+use crate::config::Spanned;
+use crate::event::decode::{CsvHeader, DecodeError, Format};
+use serde::Deserialize;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The recording; relative paths start at the pipeline file's directory.
+    path: Spanned<PathBuf>,
+    /// `jsonl` or `csv`. Default: `csv` for `.csv` files, else `jsonl`.
+    format: Option<Format>,
+    /// Replay speed relative to event time: 0 replays as fast as possible.
+    #[serde(default)]
+    speed: f64,
+}
+
+impl Config {
+    /// A file given on the command line: relative to the working directory,
+    /// replayed as fast as possible.
+    pub fn for_path(path: &str) -> Config {
+        let path = std::env::current_dir()
+            .map(|dir| dir.join(path))
+            .unwrap_or_else(|_| PathBuf::from(path));
+        Config {
+            path: Spanned {
+                value: path,
+                loc: Default::default(),
+            },
+            format: None,
+            speed: 0.0,
+        }
+    }
+
+    fn format(&self) -> Format {
+        self.format.unwrap_or_else(|| match self.path.extension() {
+            Some(ext) if ext.eq_ignore_ascii_case("csv") => Format::Csv,
+            _ => Format::Jsonl,
+        })
+    }
+}
+
+impl SourceSpec for Config {
+    fn open(&self, base: &Path) -> Result<Box<dyn Source>, SourceError> {
+        let path = base.join(&self.path.value);
+        let file = File::open(&path).map_err(|source| SourceError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Box::new(FileSource {
+            path: path.display().to_string(),
+            file,
+            format: self.format(),
+            speed: self.speed,
+        }))
+    }
+}
+
+struct FileSource {
+    path: String,
+    file: File,
+    format: Format,
+    speed: f64,
+}
+
+/// How many lines pass between checks for a shutdown request.
+const SHUTDOWN_CHECK_LINES: u64 = 4096;
+/// How much of an oversized line the dead-letter record keeps.
+const OVERSIZED_PREFIX: usize = 1024;
+
+impl Source for FileSource {
+    fn run(self: Box<Self>, ingest: Ingest) -> BoxFuture<Result<(), SourceError>> {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || self.replay(ingest))
+                .await
+                .unwrap_or(Err(SourceError::Closed))
+        })
+    }
+}
+
+impl FileSource {
+    fn replay(self, mut ingest: Ingest) -> Result<(), SourceError> {
+        let limit = ingest.decoder().max_message_bytes();
+        let mut lines = Lines::new(BufReader::with_capacity(1 << 20, &self.file), limit);
+        let mut pacer = Pacer::new(self.speed);
+        let mut csv_header: Option<CsvHeader> = None;
+        let mut number = 0u64;
+        loop {
+            let line = lines.next().map_err(|source| SourceError::Read {
+                path: self.path.clone(),
+                source,
+            })?;
+            let Some((bytes, size)) = line else { break };
+            number += 1;
+            if number % SHUTDOWN_CHECK_LINES == 0 && ingest.shutdown_requested() {
+                break;
+            }
+            let origin = || serde_json::json!({"path": self.path, "line": number});
+            if size > limit {
+                let error = DecodeError::TooLarge { size, limit };
+                ingest.reject_blocking(&error, origin(), &bytes[..bytes.len().min(OVERSIZED_PREFIX)])?;
+                continue;
+            }
+            let decoded = match (self.format, &csv_header) {
+                (Format::Jsonl, _) => ingest.decoder().decode_json(bytes, ingest.now(), number),
+                (Format::Csv, Some(header)) => ingest.decoder().decode_csv(header, bytes, ingest.now(), number),
+                (Format::Csv, None) => {
+                    match ingest.decoder().csv_header(bytes) {
+                        Ok(header) => csv_header = Some(header),
+                        Err(error) => ingest.reject_blocking(&error, origin(), bytes)?,
+                    }
+                    continue;
+                }
+            };
+            match decoded {
+                Ok(event) => {
+                    if pacer.must_wait(event.time) {
+                        ingest.flush_blocking()?;
+                        pacer.wait(event.time);
+                    }
+                    ingest.route_blocking(event)?;
+                }
+                Err(error) => ingest.reject_blocking(&error, origin(), bytes)?,
+            }
+        }
+        ingest.finish_blocking()
+    }
+}
+
+/// Splits a reader into lines without holding more than `limit` bytes of
+/// any one line; longer lines are returned cut, with their full size.
+struct Lines<R> {
+    reader: R,
+    limit: usize,
+    line: Vec<u8>,
+    /// Bytes of the previous line still to be consumed from the reader.
+    consumed: usize,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn new(reader: R, limit: usize) -> Self {
+        Lines {
+            reader,
+            limit,
+            line: Vec::new(),
+            consumed: 0,
+        }
+    }
+
+    /// The next line (without its `\n` or `\r\n`) and its full size.
+    fn next(&mut self) -> std::io::Result<Option<(&[u8], usize)>> {
+        self.reader.consume(std::mem::take(&mut self.consumed));
+        self.line.clear();
+        let mut size = 0;
+        let mut fast = true;
+        loop {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
+                if size == 0 {
+                    return Ok(None);
+                }
+                break;
+            }
+            match memchr::memchr(b'\n', buf) {
+                // The whole line is in the buffer: hand it out without copying.
+                Some(i) if fast => {
+                    self.consumed = i + 1;
+                    let line = trim_cr(&self.reader.fill_buf()?[..i]);
+                    return Ok(Some((line, line.len())));
+                }
+                Some(i) => {
+                    keep(&mut self.line, self.limit, &buf[..i]);
+                    size += i;
+                    self.reader.consume(i + 1);
+                    break;
+                }
+                None => {
+                    let n = buf.len();
+                    keep(&mut self.line, self.limit, buf);
+                    size += n;
+                    self.reader.consume(n);
+                    fast = false;
+                }
+            }
+        }
+        if self.line.last() == Some(&b'\r') {
+            self.line.pop();
+            size -= 1;
+        }
+        Ok(Some((&self.line, size)))
+    }
+}
+
+/// Appends what fits of `chunk`: one byte past `limit` marks the line as too long.
+fn keep(line: &mut Vec<u8>, limit: usize, chunk: &[u8]) {
+    let room = (limit + 1).saturating_sub(line.len());
+    line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Holds a replay back to `speed` times the pace of its event times.
+struct Pacer {
+    speed: f64,
+    start: Option<(Instant, i64)>,
+}
+
+impl Pacer {
+    fn new(speed: f64) -> Self {
+        Pacer { speed, start: None }
+    }
+
+    fn due(&mut self, event_time: i64) -> Option<Instant> {
+        if self.speed <= 0.0 {
+            return None;
+        }
+        let (wall, first) = *self.start.get_or_insert((Instant::now(), event_time));
+        let offset_ms = (event_time - first).max(0) as f64 / self.speed;
+        Some(wall + Duration::from_secs_f64(offset_ms / 1000.0))
+    }
+
+    fn must_wait(&mut self, event_time: i64) -> bool {
+        self.due(event_time).is_some_and(|due| due > Instant::now())
+    }
+
+    fn wait(&mut self, event_time: i64) {
+        if let Some(due) = self.due(event_time) {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_lines(input: &[u8], buffer: usize, limit: usize) -> Vec<(Vec<u8>, usize)> {
+        let mut lines = Lines::new(BufReader::with_capacity(buffer, input), limit);
+        let mut out = Vec::new();
+        while let Some((line, size)) = lines.next().unwrap() {
+            out.push((line.to_vec(), size));
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_across_buffer_boundaries() {
+        let input = b"one\r\ntwo\n\nthree-is-longer\nlast";
+        for buffer in [1, 2, 3, 7, 64] {
+            let lines = all_lines(input, buffer, 100);
+            let texts: Vec<_> = lines.iter().map(|(l, _)| String::from_utf8_lossy(l).into_owned()).collect();
+            assert_eq!(texts, ["one", "two", "", "three-is-longer", "last"], "buffer {buffer}");
+        }
+    }
+
+    #[test]
+    fn long_lines_are_cut_but_measured() {
+        let mut input = vec![b'x'; 5000];
+        input.extend_from_slice(b"\nok\n");
+        let lines = all_lines(&input, 64, 100);
+        assert_eq!(lines[0].1, 5000);
+        assert_eq!(lines[0].0.len(), 101);
+        assert_eq!(lines[1], (b"ok".to_vec(), 2));
+    }
+}

@@ -1,0 +1,170 @@
+//! Sources: where events come from.
+//!
+//! A source reads raw messages and hands each to its [`Ingest`], which
+//! decodes it (or dead-letters it with its reason and origin) and routes the
+//! event to the worker that owns its key. Sources only move bytes; decoding,
+//! routing and back-pressure are the same for all of them.
+
+pub mod file;
+
+use crate::config::{ConfigError, Duration, Node, Registry, Spanned, from_node};
+use crate::event::decode::{DEFAULT_MAX_MESSAGE_BYTES, DecodeError, DecodeSpec, Decoder};
+use crate::event::{Event, time};
+use crate::runtime::{Router, Shutdown};
+use crate::sinks::dead_letter::DeadLetters;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Every source type, by the name pipelines use in `type:`.
+pub const REGISTRY: Registry<dyn SourceSpec> = Registry {
+    section: "source",
+    built: &[("file", spec::<file::Config>)],
+    planned: &["mqtt", "kafka", "sim"],
+};
+
+fn spec<C: SourceSpec + DeserializeOwned + 'static>(node: &Node) -> Result<Box<dyn SourceSpec>, ConfigError> {
+    Ok(Box::new(from_node::<C>(node)?))
+}
+
+/// Builds a source from an `--input NAME=URI` value.
+pub fn from_uri(uri: &str) -> Result<Box<dyn SourceSpec>, String> {
+    if let Some(path) = uri.strip_prefix("file:") {
+        return Ok(Box::new(file::Config::for_path(path)));
+    }
+    let scheme = uri.split(':').next().unwrap_or_default();
+    match scheme {
+        "mqtt" | "mqtts" | "kafka" | "sim" => Err(format!(
+            "`{scheme}:` inputs are not available in this version of floe yet; use file:PATH"
+        )),
+        _ => Err(format!("unknown input `{uri}`: expected file:PATH")),
+    }
+}
+
+/// Settings every source shares: how its records are keyed, timed and
+/// ordered.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceCommon {
+    /// Field holding the entity key. Without it the stream is one entity.
+    pub key: Option<Spanned<String>>,
+    /// Field holding the event time (RFC 3339 or epoch ms). Without it,
+    /// events are stamped with their arrival time.
+    pub time: Option<Spanned<String>>,
+    /// How far behind a key's latest event time an event may arrive and
+    /// still be processed in order. Older events are dead-lettered as late.
+    #[serde(default)]
+    pub max_out_of_orderness: Duration,
+    /// Larger messages are dead-lettered as oversized.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+fn default_max_message_bytes() -> usize {
+    DEFAULT_MAX_MESSAGE_BYTES
+}
+
+impl SourceCommon {
+    pub const KEYS: &'static [&'static str] = &["key", "time", "max_out_of_orderness", "max_message_bytes"];
+
+    pub fn decode_spec(&self) -> DecodeSpec {
+        DecodeSpec {
+            key: self.key.as_ref().map(|k| k.value.clone()),
+            time: self.time.as_ref().map(|t| t.value.clone()),
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+}
+
+/// A source's configuration, as deserialized from its pipeline entry.
+pub trait SourceSpec: Debug + Send + Sync {
+    /// Opens the source. `base` is the directory relative paths start from.
+    fn open(&self, base: &Path) -> Result<Box<dyn Source>, SourceError>;
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// An opened source.
+pub trait Source: Send {
+    /// Reads until the input ends or shutdown is requested.
+    fn run(self: Box<Self>, ingest: Ingest) -> BoxFuture<Result<(), SourceError>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the pipeline stopped before the source ended")]
+    Closed,
+}
+
+/// A source's way into the pipeline: decode, dead-letter, route.
+pub struct Ingest {
+    /// Id of the source, for dead-letter records.
+    pub id: Arc<str>,
+    decoder: Decoder,
+    router: Router,
+    dead_letters: DeadLetters,
+    shutdown: Shutdown,
+}
+
+impl Ingest {
+    pub fn new(id: Arc<str>, decoder: Decoder, router: Router, dead_letters: DeadLetters, shutdown: Shutdown) -> Self {
+        Ingest {
+            id,
+            decoder,
+            router,
+            dead_letters,
+            shutdown,
+        }
+    }
+
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown.is_requested()
+    }
+
+    /// Dead-letters a message that could not be decoded. Blocks while the
+    /// dead-letter sink is behind: rejected messages are never dropped.
+    pub fn reject_blocking(&self, error: &DecodeError, origin: serde_json::Value, payload: &[u8]) -> Result<(), SourceError> {
+        self.dead_letters
+            .send_blocking(&self.id, &error.to_string(), origin, payload)
+            .map_err(|_| SourceError::Closed)
+    }
+
+    /// Hands a decoded event to its worker, blocking while workers are behind.
+    pub fn route_blocking(&mut self, event: Event) -> Result<(), SourceError> {
+        self.router.route_blocking(event).map_err(|_| SourceError::Closed)
+    }
+
+    /// Sends events still batched to their workers.
+    pub fn flush_blocking(&mut self) -> Result<(), SourceError> {
+        self.router.flush_blocking().map_err(|_| SourceError::Closed)
+    }
+
+    /// Arrival time for sources whose records carry none.
+    pub fn now(&self) -> i64 {
+        time::now_ms()
+    }
+
+    /// Tells the workers this source has ended, so they can release the
+    /// events they were holding back for ordering.
+    pub fn finish_blocking(mut self) -> Result<(), SourceError> {
+        self.router.finish_blocking().map_err(|_| SourceError::Closed)
+    }
+}
