@@ -99,13 +99,20 @@ pub async fn run_case(pipeline: &Pipeline, case: &TestCase) -> Outcome {
         .sources
         .iter()
         .map(|s| {
-            let records = case.inputs.get(&s.id).map(|r| r.value.clone()).unwrap_or_default();
+            let records = case
+                .inputs
+                .get(&s.id)
+                .map(|r| r.value.clone())
+                .unwrap_or_default();
             Box::new(MemorySource { records }) as Box<dyn Source>
         })
         .collect();
     let io = Io {
         sources,
-        sinks: vec![("test".into(), Box::new(Collect(alerts.clone())) as Box<dyn Sink>)],
+        sinks: vec![(
+            "test".into(),
+            Box::new(Collect(alerts.clone())) as Box<dyn Sink>,
+        )],
         dead_letter: Box::new(Collect(rejected.clone())),
     };
     let options = Options { workers: 1 };
@@ -116,7 +123,11 @@ pub async fn run_case(pipeline: &Pipeline, case: &TestCase) -> Outcome {
     let seen = take(&alerts).iter().map(|line| parse_alert(line)).collect();
     failures.extend(compare(&case.expect, seen));
     if !failures.is_empty() {
-        failures.extend(take(&rejected).into_iter().map(|line| format!("input rejected: {line}")));
+        failures.extend(
+            take(&rejected)
+                .into_iter()
+                .map(|line| format!("input rejected: {line}")),
+        );
     }
     Outcome {
         name: case.name.value.clone(),
@@ -198,7 +209,10 @@ impl Source for MemorySource {
 struct Collect(Arc<Mutex<Vec<String>>>);
 
 impl Sink for Collect {
-    fn run(self: Box<Self>, mut records: mpsc::Receiver<Batch>) -> BoxFuture<Result<(), SinkError>> {
+    fn run(
+        self: Box<Self>,
+        mut records: mpsc::Receiver<Batch>,
+    ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {
                 let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());

@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "floe", version, about = "Real-time stream processing for IoT telemetry")]
+#[command(
+    name = "floe",
+    version,
+    about = "Real-time stream processing for IoT telemetry"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

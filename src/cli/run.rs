@@ -21,9 +21,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let mut pipeline = Pipeline::load(&args.pipeline).map_err(|d| Failure::Invalid(d.to_string()))?;
+    let mut pipeline =
+        Pipeline::load(&args.pipeline).map_err(|d| Failure::Invalid(d.to_string()))?;
     for input in &args.inputs {
-        replace_input(&mut pipeline, input).map_err(|e| Failure::Invalid(format!("--input {input}: {e}")))?;
+        replace_input(&mut pipeline, input)
+            .map_err(|e| Failure::Invalid(format!("--input {input}: {e}")))?;
     }
     let options = Options {
         workers: args.workers.unwrap_or(Options::default().workers),

@@ -35,5 +35,9 @@ pub fn test(paths: &[PathBuf]) -> Result<(), Failure> {
         }
     }
     println!("{passed} passed, {failed} failed");
-    if failed == 0 { Ok(()) } else { Err(Failure::Invalid(String::new())) }
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Invalid(String::new()))
+    }
 }

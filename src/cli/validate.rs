@@ -22,5 +22,9 @@ pub fn validate(paths: &[PathBuf]) -> Result<(), Failure> {
             }
         }
     }
-    if ok { Ok(()) } else { Err(Failure::Invalid(String::new())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::Invalid(String::new()))
+    }
 }

@@ -25,7 +25,10 @@ impl Duration {
         }
         while !rest.is_empty() {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            let unit_len = rest[digits..].bytes().take_while(u8::is_ascii_alphabetic).count();
+            let unit_len = rest[digits..]
+                .bytes()
+                .take_while(u8::is_ascii_alphabetic)
+                .count();
             let (number, unit) = (&rest[..digits], &rest[digits..digits + unit_len]);
             let scale = match unit {
                 "ms" => 1,
@@ -38,7 +41,11 @@ impl Duration {
                         "invalid duration `{text}`: use a whole number and a unit, like 500ms, 30s, 5m, 1h"
                     ));
                 }
-                _ => return Err(format!("invalid duration `{text}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
+                _ => {
+                    return Err(format!(
+                        "invalid duration `{text}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+                    ));
+                }
             };
             let n: i64 = number
                 .parse()
@@ -56,7 +63,12 @@ impl Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let ms = self.0;
-        for (unit, scale) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+        for (unit, scale) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ] {
             if ms != 0 && ms % scale == 0 {
                 return write!(f, "{}{unit}", ms / scale);
             }

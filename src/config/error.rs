@@ -72,7 +72,14 @@ impl fmt::Display for Diagnostics {
                 writeln!(f)?;
             }
             let loc = e.loc.unwrap_or(Loc { line: 1, col: 1 });
-            write!(f, "{}:{}:{}: {}", self.path.display(), loc.line, loc.col, e.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                loc.line,
+                loc.col,
+                e.message
+            )?;
         }
         Ok(())
     }
@@ -96,7 +103,10 @@ mod tests {
     #[test]
     fn suggests_close_names_only() {
         let names = ["threshold", "window", "filter"];
-        assert_eq!(did_you_mean("thresold", names), ", did you mean `threshold`?");
+        assert_eq!(
+            did_you_mean("thresold", names),
+            ", did you mean `threshold`?"
+        );
         assert_eq!(did_you_mean("windw", names), ", did you mean `window`?");
         assert_eq!(did_you_mean("banana", names), "");
     }

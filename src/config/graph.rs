@@ -1,76 +1,119 @@
 //! Whole-pipeline checks: ids, inputs, cycles, field references, tests.
+//!
+//! The checks run on every component that was written, including those
+//! whose options failed to parse (their id and inputs are still known), so
+//! one run reports every problem of the file.
 
-use super::{ConfigError, Loc, Pipeline, did_you_mean};
-use crate::operators::Emits;
+use super::{Broken, ConfigError, Loc, Pipeline, Spanned, did_you_mean};
+use crate::operators::{Emits, OperatorSpec};
 use std::collections::{BTreeSet, HashMap};
 
-/// What an id names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Component {
-    Source(usize),
-    Operator(usize),
-    Sink(usize),
+/// One component as the graph checks see it.
+struct Component<'a> {
+    section: &'static str,
+    id: &'a str,
+    loc: Loc,
+    inputs: &'a [Spanned<String>],
+    /// `None` for sources, sinks and operators that failed to parse.
+    operator: Option<&'a dyn OperatorSpec>,
 }
 
-pub(super) fn check(p: &Pipeline) -> Vec<ConfigError> {
+impl Component<'_> {
+    fn emits(&self) -> Option<Emits> {
+        self.operator.map(|o| o.emits())
+    }
+}
+
+pub(super) fn check(p: &Pipeline, broken: &[Broken]) -> Vec<ConfigError> {
+    let mut all: Vec<Component> = p
+        .sources
+        .iter()
+        .map(|s| Component {
+            section: "source",
+            id: &s.id,
+            loc: s.loc,
+            inputs: &[],
+            operator: None,
+        })
+        .chain(p.operators.iter().map(|o| Component {
+            section: "operator",
+            id: &o.id,
+            loc: o.loc,
+            inputs: &o.inputs,
+            operator: Some(o.spec.as_ref()),
+        }))
+        .chain(p.sinks.iter().map(|s| Component {
+            section: "sink",
+            id: &s.id,
+            loc: s.loc,
+            inputs: &s.inputs,
+            operator: None,
+        }))
+        .chain(broken.iter().map(|b| Component {
+            section: b.section,
+            id: &b.id,
+            loc: b.loc,
+            inputs: &b.inputs,
+            operator: None,
+        }))
+        .collect();
+    // File order, so a duplicate is reported where it is written second.
+    all.sort_by_key(|c| c.loc);
     let mut errors = Vec::new();
-    let ids = ids(p, &mut errors);
-    check_inputs(p, &ids, &mut errors);
-    match topological_order(p) {
-        Ok(_) => check_fields(p, &ids, &mut errors),
+    let ids = ids(&all, &mut errors);
+    check_inputs(&all, &ids, &mut errors);
+    let operators: Vec<_> = all
+        .iter()
+        .filter(|c| c.section == "operator")
+        .map(|c| (c.id, c.loc, c.inputs))
+        .collect();
+    match order(&operators) {
+        Ok(_) => check_fields(&all, &ids, &mut errors),
         Err(cycles) => errors.extend(cycles),
     }
-    check_tests(p, &ids, &mut errors);
+    check_tests(p, &ids, &all, &mut errors);
     errors
 }
 
-fn ids(p: &Pipeline, errors: &mut Vec<ConfigError>) -> HashMap<String, (Component, Loc)> {
-    let all = p
-        .sources
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (&s.id, Component::Source(i), s.loc))
-        .chain(p.operators.iter().enumerate().map(|(i, o)| (&o.id, Component::Operator(i), o.loc)))
-        .chain(p.sinks.iter().enumerate().map(|(i, s)| (&s.id, Component::Sink(i), s.loc)));
+fn ids<'a>(all: &'a [Component<'a>], errors: &mut Vec<ConfigError>) -> HashMap<&'a str, usize> {
     let mut ids = HashMap::new();
-    for (id, component, loc) in all {
-        if let Some((_, first)) = ids.get(id) {
-            let first: &Loc = first;
+    for (i, c) in all.iter().enumerate() {
+        if let Some(&first) = ids.get(c.id) {
+            let first: &Component = &all[first];
             errors.push(ConfigError::at(
-                loc,
-                format!("duplicate id \"{id}\": already used at line {}", first.line),
+                c.loc,
+                format!(
+                    "duplicate id \"{}\": already used by the {} at line {}",
+                    c.id, first.section, first.loc.line
+                ),
             ));
         } else {
-            ids.insert(id.clone(), (component, loc));
+            ids.insert(c.id, i);
         }
     }
     ids
 }
 
-fn check_inputs(p: &Pipeline, ids: &HashMap<String, (Component, Loc)>, errors: &mut Vec<ConfigError>) {
-    let takers = p
-        .operators
-        .iter()
-        .map(|o| ("operator", &o.id, &o.inputs))
-        .chain(p.sinks.iter().map(|s| ("sink", &s.id, &s.inputs)));
-    for (what, id, inputs) in takers {
-        for input in inputs {
-            let problem = match ids.get(input.as_str()).map(|(c, _)| *c) {
+fn check_inputs(all: &[Component], ids: &HashMap<&str, usize>, errors: &mut Vec<ConfigError>) {
+    for taker in all {
+        for input in taker.inputs {
+            let (what, id) = (taker.section, taker.id);
+            let problem = match ids.get(input.as_str()).map(|&i| &all[i]) {
                 None => {
-                    let candidates = ids
-                        .iter()
-                        .filter(|(_, (c, _))| !matches!(c, Component::Sink(_)))
-                        .map(|(name, _)| name.as_str());
+                    let candidates = all.iter().filter(|c| c.section != "sink").map(|c| c.id);
                     format!(
                         "input \"{}\" for {what} \"{id}\" doesn't match any source or operator{}",
                         input.value,
                         did_you_mean(input, candidates)
                     )
                 }
-                Some(Component::Sink(_)) => {
-                    format!("input \"{}\" for {what} \"{id}\" is a sink; inputs name sources or operators", input.value)
+                Some(c) if c.section == "sink" => {
+                    format!(
+                        "input \"{}\" for {what} \"{id}\" is a sink; inputs name sources or operators",
+                        input.value
+                    )
                 }
-                Some(Component::Operator(i)) if what == "operator" && p.operators[i].spec.emits() == Emits::Alerts => {
+                Some(c) if what == "operator" && c.emits() == Some(Emits::Alerts) => {
                     format!(
                         "input \"{}\" for operator \"{id}\" emits alerts, which only sinks can take",
                         input.value
@@ -83,151 +126,168 @@ fn check_inputs(p: &Pipeline, ids: &HashMap<String, (Component, Loc)>, errors: &
     }
 }
 
-/// Operator indices with every operator after the operators it reads from.
-/// Fails with one error per cycle.
-pub fn topological_order(p: &Pipeline) -> Result<Vec<usize>, Vec<ConfigError>> {
-    let index: HashMap<&str, usize> = p.operators.iter().enumerate().map(|(i, o)| (o.id.as_str(), i)).collect();
-    let upstream: Vec<BTreeSet<usize>> = p
-        .operators
+/// Indices of `operators` (id, position, inputs) ordered so each comes
+/// after the operators it reads from. Fails with one error per cycle.
+pub fn order(
+    operators: &[(&str, Loc, &[Spanned<String>])],
+) -> Result<Vec<usize>, Vec<ConfigError>> {
+    let index: HashMap<&str, usize> = operators
         .iter()
-        .map(|o| o.inputs.iter().filter_map(|i| index.get(i.as_str()).copied()).collect())
+        .enumerate()
+        .map(|(i, o)| (o.0, i))
         .collect();
-    let mut placed = vec![false; p.operators.len()];
-    let mut order = Vec::with_capacity(p.operators.len());
+    let upstream: Vec<BTreeSet<usize>> = operators
+        .iter()
+        .map(|o| {
+            o.2.iter()
+                .filter_map(|i| index.get(i.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let mut placed = vec![false; operators.len()];
+    let mut order = Vec::with_capacity(operators.len());
     // Repeated passes keep file order among independent operators; pipelines
     // have tens of operators, not thousands.
-    while let Some(next) = (0..p.operators.len()).find(|&i| !placed[i] && upstream[i].iter().all(|&u| placed[u])) {
+    while let Some(next) =
+        (0..operators.len()).find(|&i| !placed[i] && upstream[i].iter().all(|&u| placed[u]))
+    {
         placed[next] = true;
         order.push(next);
     }
-    if order.len() == p.operators.len() {
+    if order.len() == operators.len() {
         return Ok(order);
     }
     let mut errors = Vec::new();
-    let mut reported = vec![false; p.operators.len()];
-    for start in (0..p.operators.len()).filter(|&i| !placed[i]) {
-        if reported[start] {
+    let mut reported = vec![false; operators.len()];
+    for start in 0..operators.len() {
+        if placed[start] || reported[start] {
             continue;
         }
-        // Walk upstream through unplaced operators until one repeats.
-        let mut path = vec![start];
-        let mut current = start;
-        let cycle = loop {
-            let Some(&up) = upstream[current].iter().find(|&&u| !placed[u]) else {
-                break None;
-            };
-            if let Some(pos) = path.iter().position(|&x| x == up) {
-                break Some(path[pos..].to_vec());
-            }
-            path.push(up);
-            current = up;
+        let Some(mut cycle) = cycle_from(start, &upstream, &placed) else {
+            continue;
         };
-        let Some(mut cycle) = cycle else { continue };
+        if cycle.iter().any(|&i| reported[i]) {
+            continue;
+        }
         cycle.iter().for_each(|&i| reported[i] = true);
+        // Name the cycle from the operator written first, in data-flow order.
         cycle.reverse();
-        let first = *cycle.iter().min_by_key(|&&i| p.operators[i].loc).unwrap_or(&cycle[0]);
-        let rotate = cycle.iter().position(|&i| i == first).unwrap_or(0);
-        cycle.rotate_left(rotate);
-        let names: Vec<&str> = cycle.iter().chain(cycle.first()).map(|&i| p.operators[i].id.as_str()).collect();
+        let first = (0..cycle.len())
+            .min_by_key(|&k| operators[cycle[k]].1)
+            .unwrap_or(0);
+        cycle.rotate_left(first);
+        let names: Vec<&str> = cycle
+            .iter()
+            .chain(cycle.first())
+            .map(|&i| operators[i].0)
+            .collect();
         errors.push(ConfigError::at(
-            p.operators[first].loc,
+            operators[cycle[0]].1,
             format!("operators form a cycle: {}", names.join(" -> ")),
         ));
     }
     Err(errors)
 }
 
-/// What fields a component's output can carry.
-enum Produces {
-    /// A source: records may carry any field.
-    Anything,
-    Fields(BTreeSet<String>),
-}
-
-fn produces(p: &Pipeline, ids: &HashMap<String, (Component, Loc)>, id: &str) -> Produces {
-    match ids.get(id).map(|(c, _)| *c) {
-        Some(Component::Operator(i)) => match p.operators[i].spec.emits() {
-            Emits::Alerts => Produces::Fields(BTreeSet::new()),
-            Emits::Events { keeps_input, adds } => {
-                let mut fields: BTreeSet<String> = adds.into_iter().collect();
-                if keeps_input {
-                    for input in &p.operators[i].inputs {
-                        match produces(p, ids, input) {
-                            Produces::Anything => return Produces::Anything,
-                            Produces::Fields(more) => fields.extend(more),
-                        }
-                    }
-                }
-                Produces::Fields(fields)
-            }
-        },
-        _ => Produces::Anything,
+/// Walks upstream from `start` through unplaced operators until one repeats.
+fn cycle_from(start: usize, upstream: &[BTreeSet<usize>], placed: &[bool]) -> Option<Vec<usize>> {
+    let mut path = vec![start];
+    loop {
+        let current = *path.last()?;
+        let up = *upstream[current].iter().find(|&&u| !placed[u])?;
+        if let Some(pos) = path.iter().position(|&x| x == up) {
+            return Some(path.split_off(pos));
+        }
+        path.push(up);
     }
 }
 
-fn check_fields(p: &Pipeline, ids: &HashMap<String, (Component, Loc)>, errors: &mut Vec<ConfigError>) {
-    for op in &p.operators {
+/// The fields a component's output can carry; `None` when any field may
+/// appear (a source, or something that failed to parse).
+fn produces(all: &[Component], ids: &HashMap<&str, usize>, id: &str) -> Option<BTreeSet<String>> {
+    let c = &all[*ids.get(id)?];
+    match c.emits()? {
+        Emits::Alerts => Some(BTreeSet::new()),
+        Emits::Events { keeps_input, adds } => {
+            let mut fields: BTreeSet<String> = adds.into_iter().collect();
+            if keeps_input {
+                for input in c.inputs {
+                    fields.extend(produces(all, ids, input)?);
+                }
+            }
+            Some(fields)
+        }
+    }
+}
+
+fn check_fields(all: &[Component], ids: &HashMap<&str, usize>, errors: &mut Vec<ConfigError>) {
+    for c in all {
+        let Some(operator) = c.operator else { continue };
         let mut available = BTreeSet::new();
         let mut open = false;
-        for input in &op.inputs {
-            match produces(p, ids, input) {
-                Produces::Anything => open = true,
-                Produces::Fields(fields) => available.extend(fields),
+        for input in c.inputs {
+            match produces(all, ids, input) {
+                Some(fields) => available.extend(fields),
+                None => open = true,
             }
         }
         if open {
             continue;
         }
-        for field in op.spec.reads() {
-            if !available.contains(&field.name) {
-                let list: Vec<&str> = available.iter().map(String::as_str).collect();
-                errors.push(ConfigError::at(
-                    field.loc,
-                    format!(
-                        "operator \"{}\" reads field `{}`, which its inputs do not produce{} (they produce: {})",
-                        op.id,
-                        field.name,
-                        did_you_mean(&field.name, list.iter().copied()),
-                        list.join(", ")
-                    ),
-                ));
-            }
+        let list: Vec<&str> = available.iter().map(String::as_str).collect();
+        for field in operator
+            .reads()
+            .into_iter()
+            .filter(|f| !available.contains(&f.name))
+        {
+            errors.push(ConfigError::at(
+                field.loc,
+                format!(
+                    "operator \"{}\" reads field `{}`, which its inputs do not produce{} (they produce: {})",
+                    c.id,
+                    field.name,
+                    did_you_mean(&field.name, list.iter().copied()),
+                    list.join(", ")
+                ),
+            ));
         }
     }
 }
 
-fn check_tests(p: &Pipeline, ids: &HashMap<String, (Component, Loc)>, errors: &mut Vec<ConfigError>) {
-    let sources = || p.sources.iter().map(|s| s.id.as_str());
+fn check_tests(
+    p: &Pipeline,
+    ids: &HashMap<&str, usize>,
+    all: &[Component],
+    errors: &mut Vec<ConfigError>,
+) {
+    let sources = || all.iter().filter(|c| c.section == "source").map(|c| c.id);
     let rules = || {
-        p.operators
-            .iter()
-            .filter(|o| o.spec.emits() == Emits::Alerts)
-            .map(|o| o.id.as_str())
+        all.iter()
+            .filter(|c| c.emits() == Some(Emits::Alerts))
+            .map(|c| c.id)
     };
     for case in &p.tests {
         for (source, events) in &case.inputs {
-            if !matches!(ids.get(source), Some((Component::Source(_), _))) {
-                errors.push(ConfigError::at(
-                    events.loc,
-                    format!(
-                        "test \"{}\": input \"{source}\" is not a source{}",
-                        case.name.value,
-                        did_you_mean(source, sources())
-                    ),
-                ));
+            if ids
+                .get(source.as_str())
+                .is_none_or(|&i| all[i].section != "source")
+            {
+                let hint = did_you_mean(source, sources());
+                let message = format!(
+                    "test \"{}\": input \"{source}\" is not a source{hint}",
+                    case.name.value
+                );
+                errors.push(ConfigError::at(events.loc, message));
             }
         }
         for expected in &case.expect {
             if !rules().any(|r| r == expected.rule.as_str()) {
-                errors.push(ConfigError::at(
-                    expected.rule.loc,
-                    format!(
-                        "test \"{}\": \"{}\" is not an operator that raises alerts{}",
-                        case.name.value,
-                        expected.rule.value,
-                        did_you_mean(&expected.rule, rules())
-                    ),
-                ));
+                let hint = did_you_mean(&expected.rule, rules());
+                let message = format!(
+                    "test \"{}\": \"{}\" is not an operator that raises alerts{hint}",
+                    case.name.value, expected.rule.value
+                );
+                errors.push(ConfigError::at(expected.rule.loc, message));
             }
         }
     }

@@ -14,7 +14,6 @@ pub mod yaml;
 
 pub use duration::Duration;
 pub use error::{ConfigError, Diagnostics, Loc, did_you_mean};
-pub use graph::topological_order;
 pub use yaml::{Node, from_node};
 
 use crate::operators::OperatorSpec;
@@ -47,7 +46,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a value")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
                 let missing = || serde::de::Error::custom("incomplete span");
                 let line: u32 = seq.next_element()?.ok_or_else(missing)?;
                 let col: u32 = seq.next_element()?.ok_or_else(missing)?;
@@ -57,7 +59,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
                     loc: Loc { line, col },
                 })
             }
-            fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Self::Value, D::Error> {
                 Ok(Spanned {
                     value: T::deserialize(d)?,
                     loc: Loc::default(),
@@ -121,7 +126,11 @@ pub struct Registry<T: ?Sized + 'static> {
 impl<T: ?Sized> Registry<T> {
     /// Parses the spec of a component of type `type_name`.
     pub fn parse(&self, type_name: &Spanned<String>, node: &Node) -> Result<Box<T>, ConfigError> {
-        if let Some((_, parse)) = self.built.iter().find(|(name, _)| *name == type_name.as_str()) {
+        if let Some((_, parse)) = self
+            .built
+            .iter()
+            .find(|(name, _)| *name == type_name.as_str())
+        {
             return parse(node);
         }
         let message = if self.planned.contains(&type_name.as_str()) {
@@ -133,7 +142,10 @@ impl<T: ?Sized> Registry<T> {
             let names = self.built.iter().map(|(name, _)| *name);
             let hint = did_you_mean(type_name, names.clone());
             let hint = if hint.is_empty() {
-                format!(", expected one of: {}", names.collect::<Vec<_>>().join(", "))
+                format!(
+                    ", expected one of: {}",
+                    names.collect::<Vec<_>>().join(", ")
+                )
             } else {
                 hint
             };
@@ -143,13 +155,23 @@ impl<T: ?Sized> Registry<T> {
     }
 }
 
-const TOP_LEVEL_KEYS: &[&str] = &["name", "sources", "operators", "sinks", "dead_letter", "tests"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "sources",
+    "operators",
+    "sinks",
+    "dead_letter",
+    "tests",
+];
 
 impl Pipeline {
     /// Reads and validates a pipeline file.
     pub fn load(path: &Path) -> Result<Pipeline, Diagnostics> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostics::new(path, vec![ConfigError::new(None, format!("cannot read file: {e}"))])
+            Diagnostics::new(
+                path,
+                vec![ConfigError::new(None, format!("cannot read file: {e}"))],
+            )
         })?;
         Pipeline::parse(path, &text).map_err(|errors| Diagnostics::new(path, errors))
     }
@@ -160,13 +182,19 @@ impl Pipeline {
         let root = yaml::parse(text)?;
         let mut errors = Vec::new();
         let Some(entries) = root.entries() else {
-            return Err(vec![ConfigError::at(root.loc, "a pipeline must be a mapping")]);
+            return Err(vec![ConfigError::at(
+                root.loc,
+                "a pipeline must be a mapping",
+            )]);
         };
         for (key, _) in entries {
             let name = key.as_str().unwrap_or_default();
             if !TOP_LEVEL_KEYS.contains(&name) {
                 let hint = did_you_mean(name, TOP_LEVEL_KEYS.iter().copied());
-                errors.push(ConfigError::at(key.loc, format!("unknown section `{name}`{hint}")));
+                errors.push(ConfigError::at(
+                    key.loc,
+                    format!("unknown section `{name}`{hint}"),
+                ));
             }
         }
         let name = match root.get("name") {
@@ -176,23 +204,39 @@ impl Pipeline {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "pipeline".into()),
         };
+        let mut broken = Vec::new();
         let pipeline = Pipeline {
             name,
             path: path.to_path_buf(),
-            sources: parse_sources(&root, &mut errors),
-            operators: parse_operators(&root, &mut errors),
-            sinks: parse_sinks(&root, &mut errors),
+            sources: parse_sources(&root, &mut errors, &mut broken),
+            operators: parse_operators(&root, &mut errors, &mut broken),
+            sinks: parse_sinks(&root, &mut errors, &mut broken),
             dead_letter: parse_dead_letter(&root, &mut errors),
-            tests: root
-                .get("tests")
-                .and_then(|n| collect(from_node(n), &mut errors))
-                .unwrap_or_default(),
+            tests: parse_tests(&root, &mut errors),
         };
         if root.get("sources").is_none() {
-            errors.push(ConfigError::at(root.loc, "a pipeline needs a `sources` section"));
+            errors.push(ConfigError::at(
+                root.loc,
+                "a pipeline needs a `sources` section",
+            ));
         }
-        errors.extend(graph::check(&pipeline));
-        if errors.is_empty() { Ok(pipeline) } else { Err(errors) }
+        errors.extend(graph::check(&pipeline, &broken));
+        if errors.is_empty() {
+            Ok(pipeline)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Operator indices, each after the operators it reads from.
+    pub fn operator_order(&self) -> Vec<usize> {
+        let operators: Vec<_> = self
+            .operators
+            .iter()
+            .map(|o| (o.id.as_str(), o.loc, o.inputs.as_slice()))
+            .collect();
+        // Validation rejected cycles, so this cannot fail for a loaded pipeline.
+        graph::order(&operators).unwrap_or_default()
     }
 
     /// Resolves a path written in the pipeline file against its directory.
@@ -217,7 +261,13 @@ struct RawComponent<'a> {
 }
 
 /// Walks a section (`sources:` ...), checking what every component shares.
-fn components<'a>(root: &'a Node, section: &str, what: &str, errors: &mut Vec<ConfigError>) -> Vec<RawComponent<'a>> {
+fn components<'a>(
+    root: &'a Node,
+    section: &str,
+    what: &'static str,
+    errors: &mut Vec<ConfigError>,
+    broken: &mut Vec<Broken>,
+) -> Vec<RawComponent<'a>> {
     let Some(node) = root.get(section) else {
         return Vec::new();
     };
@@ -225,25 +275,41 @@ fn components<'a>(root: &'a Node, section: &str, what: &str, errors: &mut Vec<Co
         return Vec::new();
     }
     let Some(entries) = node.entries() else {
-        errors.push(ConfigError::at(node.loc, format!("`{section}` must be a mapping of id to {what}")));
+        errors.push(ConfigError::at(
+            node.loc,
+            format!("`{section}` must be a mapping of id to {what}"),
+        ));
         return Vec::new();
     };
     let mut out = Vec::new();
     for (key, value) in entries {
         let Some(id) = key.as_str() else {
-            errors.push(ConfigError::at(key.loc, format!("{what} ids must be strings")));
+            errors.push(ConfigError::at(
+                key.loc,
+                format!("{what} ids must be strings"),
+            ));
             continue;
         };
-        match value.get("type").map(from_node::<Spanned<String>>) {
-            Some(Ok(type_name)) => out.push(RawComponent {
-                id: id.to_string(),
-                loc: key.loc,
-                node: value,
-                type_name,
-            }),
-            Some(Err(e)) => errors.push(e.in_component(what, id)),
-            None => errors.push(ConfigError::at(value.loc, "missing field `type`").in_component(what, id)),
-        }
+        let error = match value.get("type").map(from_node::<Spanned<String>>) {
+            Some(Ok(type_name)) => {
+                out.push(RawComponent {
+                    id: id.to_string(),
+                    loc: key.loc,
+                    node: value,
+                    type_name,
+                });
+                continue;
+            }
+            Some(Err(e)) => e,
+            None => ConfigError::at(value.loc, "missing field `type`"),
+        };
+        errors.push(error.in_component(what, id));
+        broken.push(Broken {
+            section: what,
+            id: id.to_string(),
+            loc: key.loc,
+            inputs: parse_inputs(value).unwrap_or_default(),
+        });
     }
     out
 }
@@ -260,7 +326,11 @@ fn parse_spec<T: ?Sized>(
     registry
         .parse(&raw.type_name, &raw.node.without(&skip))
         .map_err(|mut e| {
-            if let Some(word) = e.message.strip_prefix("unknown field `").and_then(|m| m.strip_suffix('`')) {
+            if let Some(word) = e
+                .message
+                .strip_prefix("unknown field `")
+                .and_then(|m| m.strip_suffix('`'))
+            {
                 let hint = did_you_mean(word, shared.iter().copied());
                 e.message.push_str(&hint);
             }
@@ -268,63 +338,161 @@ fn parse_spec<T: ?Sized>(
         })
 }
 
-fn parse_inputs(raw: &RawComponent) -> Result<Vec<Spanned<String>>, ConfigError> {
-    let node = raw
-        .node
+fn parse_inputs(component: &Node) -> Result<Vec<Spanned<String>>, ConfigError> {
+    let node = component
         .get("inputs")
-        .ok_or_else(|| ConfigError::at(raw.node.loc, "missing field `inputs`"))?;
+        .ok_or_else(|| ConfigError::at(component.loc, "missing field `inputs`"))?;
     let inputs: Vec<Spanned<String>> = from_node(node)?;
     if inputs.is_empty() {
-        return Err(ConfigError::at(node.loc, "`inputs` must name at least one component"));
+        return Err(ConfigError::at(
+            node.loc,
+            "`inputs` must name at least one component",
+        ));
     }
     Ok(inputs)
+}
+
+/// A component that failed to parse, kept so the graph checks still see
+/// its id and inputs: one typo should not hide an unknown input elsewhere.
+pub(crate) struct Broken {
+    pub section: &'static str,
+    pub id: String,
+    pub loc: Loc,
+    pub inputs: Vec<Spanned<String>>,
 }
 
 /// Parses every component of a section: its spec through the registry and
 /// the keys all components of the section share through `shared`.
 fn parse_section<T: ?Sized, C>(
     root: &Node,
-    what: &str,
+    what: &'static str,
     registry: &Registry<T>,
     shared_keys: &[&str],
     shared: impl Fn(&RawComponent) -> Result<C, ConfigError>,
     errors: &mut Vec<ConfigError>,
+    broken: &mut Vec<Broken>,
 ) -> Vec<(String, Loc, C, Box<T>)> {
     let section = format!("{what}s");
     let mut out = Vec::new();
-    for raw in components(root, &section, what, errors) {
+    for raw in components(root, &section, what, errors, broken) {
         match (shared(&raw), parse_spec(registry, &raw, shared_keys)) {
             (Ok(common), Ok(spec)) => out.push((raw.id, raw.loc, common, spec)),
             (common, spec) => {
                 let problems = [common.err(), spec.err()];
-                errors.extend(problems.into_iter().flatten().map(|e| e.in_component(what, &raw.id)));
+                errors.extend(
+                    problems
+                        .into_iter()
+                        .flatten()
+                        .map(|e| e.in_component(what, &raw.id)),
+                );
+                broken.push(Broken {
+                    section: what,
+                    inputs: parse_inputs(raw.node).unwrap_or_default(),
+                    id: raw.id,
+                    loc: raw.loc,
+                });
             }
         }
     }
     out
 }
 
-fn parse_sources(root: &Node, errors: &mut Vec<ConfigError>) -> Vec<SourceDef> {
+fn parse_sources(
+    root: &Node,
+    errors: &mut Vec<ConfigError>,
+    broken: &mut Vec<Broken>,
+) -> Vec<SourceDef> {
     let keys = SourceCommon::KEYS;
     let common = |raw: &RawComponent| from_node::<SourceCommon>(&raw.node.only(keys));
-    parse_section(root, "source", &crate::sources::REGISTRY, keys, common, errors)
-        .into_iter()
-        .map(|(id, loc, common, spec)| SourceDef { id, loc, common, spec })
-        .collect()
+    parse_section(
+        root,
+        "source",
+        &crate::sources::REGISTRY,
+        keys,
+        common,
+        errors,
+        broken,
+    )
+    .into_iter()
+    .map(|(id, loc, common, spec)| SourceDef {
+        id,
+        loc,
+        common,
+        spec,
+    })
+    .collect()
 }
 
-fn parse_operators(root: &Node, errors: &mut Vec<ConfigError>) -> Vec<OperatorDef> {
-    parse_section(root, "operator", &crate::operators::REGISTRY, &["inputs"], parse_inputs, errors)
-        .into_iter()
-        .map(|(id, loc, inputs, spec)| OperatorDef { id, loc, inputs, spec })
-        .collect()
+fn parse_operators(
+    root: &Node,
+    errors: &mut Vec<ConfigError>,
+    broken: &mut Vec<Broken>,
+) -> Vec<OperatorDef> {
+    let registry = &crate::operators::REGISTRY;
+    let inputs = |raw: &RawComponent| parse_inputs(raw.node);
+    parse_section(
+        root,
+        "operator",
+        registry,
+        &["inputs"],
+        inputs,
+        errors,
+        broken,
+    )
+    .into_iter()
+    .map(|(id, loc, inputs, spec)| OperatorDef {
+        id,
+        loc,
+        inputs,
+        spec,
+    })
+    .collect()
 }
 
-fn parse_sinks(root: &Node, errors: &mut Vec<ConfigError>) -> Vec<SinkDef> {
-    parse_section(root, "sink", &crate::sinks::REGISTRY, &["inputs"], parse_inputs, errors)
-        .into_iter()
-        .map(|(id, loc, inputs, spec)| SinkDef { id, loc, inputs, spec })
-        .collect()
+fn parse_sinks(
+    root: &Node,
+    errors: &mut Vec<ConfigError>,
+    broken: &mut Vec<Broken>,
+) -> Vec<SinkDef> {
+    let inputs = |raw: &RawComponent| parse_inputs(raw.node);
+    parse_section(
+        root,
+        "sink",
+        &crate::sinks::REGISTRY,
+        &["inputs"],
+        inputs,
+        errors,
+        broken,
+    )
+    .into_iter()
+    .map(|(id, loc, inputs, spec)| SinkDef {
+        id,
+        loc,
+        inputs,
+        spec,
+    })
+    .collect()
+}
+
+/// Each case on its own, so one bad case does not hide the others' problems.
+fn parse_tests(root: &Node, errors: &mut Vec<ConfigError>) -> Vec<TestCase> {
+    let Some(node) = root.get("tests") else {
+        return Vec::new();
+    };
+    match &node.kind {
+        yaml::NodeKind::Seq(cases) => cases
+            .iter()
+            .filter_map(|case| collect(from_node(case), errors))
+            .collect(),
+        yaml::NodeKind::Null => Vec::new(),
+        _ => {
+            errors.push(ConfigError::at(
+                node.loc,
+                "`tests` must be a list of test cases",
+            ));
+            Vec::new()
+        }
+    }
 }
 
 fn parse_dead_letter(root: &Node, errors: &mut Vec<ConfigError>) -> Option<Box<dyn SinkSpec>> {
@@ -340,13 +508,17 @@ fn parse_dead_letter(root: &Node, errors: &mut Vec<ConfigError>) -> Option<Box<d
                 return None;
             }
             None => {
-                errors.push(ConfigError::at(node.loc, "dead_letter: missing field `type`"));
+                errors.push(ConfigError::at(
+                    node.loc,
+                    "dead_letter: missing field `type`",
+                ));
                 return None;
             }
         },
     };
     collect(
-        parse_spec(&crate::sinks::REGISTRY, &raw, &[]).map_err(|e| e.in_component("sink", "dead_letter")),
+        parse_spec(&crate::sinks::REGISTRY, &raw, &[])
+            .map_err(|e| e.in_component("sink", "dead_letter")),
         errors,
     )
 }

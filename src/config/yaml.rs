@@ -109,7 +109,11 @@ pub fn parse(text: &str) -> Result<Node, Vec<ConfigError>> {
     let mut node = Node::from(raw);
     let mut errors = Vec::new();
     substitute_env(&mut node, &mut errors);
-    if errors.is_empty() { Ok(node) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(node)
+    } else {
+        Err(errors)
+    }
 }
 
 /// serde-saphyr appends "at line N, column M"; we print the position first.
@@ -244,8 +248,8 @@ fn interpolate(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Strin
                 .find('}')
                 .ok_or_else(|| "unterminated `${` in value".to_string())?;
             let name = &after[..end];
-            let value = lookup(name)
-                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let value =
+                lookup(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
             out.push_str(&value);
             rest = &after[end + 1..];
         } else {
@@ -470,7 +474,10 @@ struct SeqDe<'a>(std::slice::Iter<'a, Node>);
 impl<'de> SeqAccess<'de> for SeqDe<'_> {
     type Error = Error;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         self.0.next().map(|n| seed.deserialize(n)).transpose()
     }
 }
@@ -483,7 +490,10 @@ struct MapDe<'a> {
 impl<'de> MapAccess<'de> for MapDe<'_> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         let Some((key, value)) = self.entries.next() else {
             return Ok(None);
         };
@@ -509,7 +519,10 @@ struct SpannedDe<'a> {
 impl<'de> SeqAccess<'de> for SpannedDe<'_> {
     type Error = Error;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         self.step += 1;
         let value = match self.step {
             1 => seed.deserialize(self.node.loc.line.into_deserializer())?,
@@ -545,7 +558,11 @@ impl<'de> VariantAccess<'de> for UnitVariant<'_> {
     fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, Error> {
         Err(de::Error::custom("expected a plain name"))
     }
-    fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], _: V) -> Result<V::Value, Error> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Error> {
         Err(de::Error::custom("expected a plain name"))
     }
 }
@@ -572,7 +589,9 @@ mod tests {
         let root = parse_one("a:\n  b: [1, x]\n");
         let b = root.get("a").unwrap().get("b").unwrap();
         assert_eq!(b.loc, Loc::new(2, 6));
-        let NodeKind::Seq(items) = &b.kind else { panic!() };
+        let NodeKind::Seq(items) = &b.kind else {
+            panic!()
+        };
         assert_eq!(items[1].loc, Loc::new(2, 10));
     }
 
@@ -581,7 +600,10 @@ mod tests {
         let root = parse_one("threshold: 1\nthresold: 2\n");
         let err = from_node::<Sample>(&root).unwrap_err();
         assert_eq!(err.loc, Some(Loc::new(2, 1)));
-        assert_eq!(err.message, "unknown field `thresold`, did you mean `threshold`?");
+        assert_eq!(
+            err.message,
+            "unknown field `thresold`, did you mean `threshold`?"
+        );
     }
 
     #[test]
@@ -602,8 +624,14 @@ mod tests {
     #[test]
     fn interpolates_environment_variables() {
         let env = |v: &str| (v == "HOST").then(|| "broker".to_string());
-        assert_eq!(interpolate("mqtt://${HOST}:1883", env).unwrap(), "mqtt://broker:1883");
-        assert_eq!(interpolate("$${HOST} costs $5", env).unwrap(), "${HOST} costs $5");
+        assert_eq!(
+            interpolate("mqtt://${HOST}:1883", env).unwrap(),
+            "mqtt://broker:1883"
+        );
+        assert_eq!(
+            interpolate("$${HOST} costs $5", env).unwrap(),
+            "${HOST} costs $5"
+        );
         assert_eq!(
             interpolate("${NOPE}", env).unwrap_err(),
             "environment variable `NOPE` is not set"

@@ -132,8 +132,16 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&alert(AlertState::Firing, 0).to_json("p", 120_004)).unwrap();
         for field in [
-            "alert_id", "pipeline", "rule", "key", "state", "severity", "event_time",
-            "emitted_at", "value", "message",
+            "alert_id",
+            "pipeline",
+            "rule",
+            "key",
+            "state",
+            "severity",
+            "event_time",
+            "emitted_at",
+            "value",
+            "message",
         ] {
             assert!(json.get(field).is_some(), "{field} missing");
         }

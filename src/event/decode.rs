@@ -143,8 +143,8 @@ impl Decoder {
                 limit: self.spec.max_message_bytes,
             });
         }
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| DecodeError::InvalidUtf8(e.valid_up_to()))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8(e.valid_up_to()))?;
         if text.trim().is_empty() {
             return Err(DecodeError::Empty);
         }
@@ -153,7 +153,12 @@ impl Decoder {
 
     /// Decodes one JSON object. `arrival` is used as the event time when the
     /// source has no time field.
-    pub fn decode_json(&self, bytes: &[u8], arrival: i64, position: u64) -> Result<Event, DecodeError> {
+    pub fn decode_json(
+        &self,
+        bytes: &[u8],
+        arrival: i64,
+        position: u64,
+    ) -> Result<Event, DecodeError> {
         let text = self.check_bytes(bytes)?;
         let mut builder = Builder::new(self, arrival);
         let mut de = serde_json::Deserializer::from_str(text);
@@ -165,7 +170,13 @@ impl Decoder {
     }
 
     /// Decodes one CSV row given the header's column names.
-    pub fn decode_csv(&self, header: &CsvHeader, bytes: &[u8], arrival: i64, position: u64) -> Result<Event, DecodeError> {
+    pub fn decode_csv(
+        &self,
+        header: &CsvHeader,
+        bytes: &[u8],
+        arrival: i64,
+        position: u64,
+    ) -> Result<Event, DecodeError> {
         let text = self.check_bytes(bytes)?;
         let cells = split_csv(text.trim_end_matches('\r'))?;
         if cells.len() != header.slots.len() {
@@ -266,6 +277,11 @@ impl<'d> Builder<'d> {
                 return Err(DecodeError::NotFinite(name.into()));
             }
             (Slot::Field(id, _), Scalar::Num(n)) => self.fields.push((id, Value::Num(n))),
+            // Where a number is expected a boolean counts as 1 or 0, so a
+            // threshold can say "door open for 5 minutes".
+            (Slot::Field(id, true), Scalar::Bool(b)) => {
+                self.fields.push((id, Value::Num(b as u8 as f64)))
+            }
             (Slot::Field(_, true), v) => {
                 return Err(DecodeError::WrongType {
                     field: name.into(),
@@ -273,7 +289,9 @@ impl<'d> Builder<'d> {
                 });
             }
             (Slot::Field(id, false), Scalar::Bool(b)) => self.fields.push((id, Value::Bool(b))),
-            (Slot::Field(id, false), Scalar::Str(s)) => self.fields.push((id, Value::Str(s.into()))),
+            (Slot::Field(id, false), Scalar::Str(s)) => {
+                self.fields.push((id, Value::Str(s.into())))
+            }
         }
         Ok(())
     }
@@ -525,9 +543,24 @@ mod tests {
     }
 
     #[test]
+    fn booleans_count_as_one_and_zero_in_numeric_fields() {
+        let (d, temp, _) = decoder();
+        let e = d
+            .decode_json(
+                br#"{"device":"t1","ts":1795428000000,"temperature_c":true}"#,
+                0,
+                0,
+            )
+            .unwrap();
+        assert_eq!(e.num(temp), Some(1.0));
+    }
+
+    #[test]
     fn epoch_millis_and_integer_keys() {
         let (d, ..) = decoder();
-        let e = d.decode_json(br#"{"device":42,"ts":1795428000000}"#, 0, 0).unwrap();
+        let e = d
+            .decode_json(br#"{"device":42,"ts":1795428000000}"#, 0, 0)
+            .unwrap();
         assert_eq!(e.key, "42");
         assert_eq!(e.time, 1_795_428_000_000);
     }
@@ -543,17 +576,34 @@ mod tests {
             (br#"{"ts":"2026-11-23T10:00:00Z"}"#, "bad_key"),
             (br#"{"device":"t1"}"#, "bad_time"),
             (br#"{"device":"t1","ts":"yesterday"}"#, "bad_time"),
-            (br#"{"device":"t1","ts":"1970-01-01T00:00:00Z"}"#, "absurd_time"),
+            (
+                br#"{"device":"t1","ts":"1970-01-01T00:00:00Z"}"#,
+                "absurd_time",
+            ),
             (br#"{"device":"t1","ts":1}"#, "absurd_time"),
-            (br#"{"device":"t1","ts":"2026-11-23T10:00:00Z","temperature_c":"hot"}"#, "wrong_type"),
-            (br#"{"device":"t1","ts":"2026-11-23T10:00:00Z","temperature_c":NaN}"#, "bad_json"),
-            (br#"{"device":"t1","ts":"2026-11-23T10:00:00Z","temperature_c":[1]}"#, "wrong_type"),
+            (
+                br#"{"device":"t1","ts":"2026-11-23T10:00:00Z","temperature_c":"hot"}"#,
+                "wrong_type",
+            ),
+            (
+                br#"{"device":"t1","ts":"2026-11-23T10:00:00Z","temperature_c":NaN}"#,
+                "bad_json",
+            ),
+            (
+                br#"{"device":"t1","ts":"2026-11-23T10:00:00Z","temperature_c":[1]}"#,
+                "wrong_type",
+            ),
             (b"{\"device\":\"t\xff\"}", "invalid_utf8"),
             (&[b' '; 2000], "too_large"),
         ];
         for (input, kind) in cases {
             let err = d.decode_json(input, 0, 0).unwrap_err();
-            assert_eq!(err.kind(), *kind, "{:?}: {err}", String::from_utf8_lossy(input));
+            assert_eq!(
+                err.kind(),
+                *kind,
+                "{:?}: {err}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
@@ -562,13 +612,22 @@ mod tests {
         let (d, temp, kind) = decoder();
         let header = d.csv_header(b"device,ts,temperature_c,kind,note").unwrap();
         let e = d
-            .decode_csv(&header, b"t1,2026-11-23T10:00:00Z,3.5,\"ree\"\"fer\",\"a, b\"", 0, 2)
+            .decode_csv(
+                &header,
+                b"t1,2026-11-23T10:00:00Z,3.5,\"ree\"\"fer\",\"a, b\"",
+                0,
+                2,
+            )
             .unwrap();
         assert_eq!(e.num(temp), Some(3.5));
         assert_eq!(e.get(kind), Some(&Value::Str("ree\"fer".into())));
-        let err = d.decode_csv(&header, b"t1,2026-11-23T10:00:00Z,NaN,x,y", 0, 3).unwrap_err();
+        let err = d
+            .decode_csv(&header, b"t1,2026-11-23T10:00:00Z,NaN,x,y", 0, 3)
+            .unwrap_err();
         assert_eq!(err.kind(), "wrong_type");
-        let err = d.decode_csv(&header, b"t1,2026-11-23T10:00:00Z", 0, 4).unwrap_err();
+        let err = d
+            .decode_csv(&header, b"t1,2026-11-23T10:00:00Z", 0, 4)
+            .unwrap_err();
         assert_eq!(err.kind(), "bad_csv");
     }
 }

@@ -161,7 +161,9 @@ impl Event {
 /// Writes one JSON object with entries in the order given (the order users
 /// read them in), straight to a string. Non-finite numbers become `null`.
 pub fn json_object(
-    entries: impl FnOnce(&mut serde_json::ser::Compound<'_, &mut Vec<u8>, serde_json::ser::CompactFormatter>) -> Result<(), serde_json::Error>,
+    entries: impl FnOnce(
+        &mut serde_json::ser::Compound<'_, &mut Vec<u8>, serde_json::ser::CompactFormatter>,
+    ) -> Result<(), serde_json::Error>,
 ) -> String {
     use serde::ser::{SerializeMap, Serializer};
     let mut buf = Vec::with_capacity(256);

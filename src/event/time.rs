@@ -41,7 +41,11 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         // Only the first three digits matter at millisecond resolution.
         for i in 0..3 {
-            millis = millis * 10 + rest.get(1 + i).filter(|_| i < n).map_or(0, |d| (d - b'0') as i64);
+            millis = millis * 10
+                + rest
+                    .get(1 + i)
+                    .filter(|_| i < n)
+                    .map_or(0, |d| (d - b'0') as i64);
         }
         rest = &rest[1 + n..];
     }
@@ -78,7 +82,10 @@ pub fn write_rfc3339(out: &mut String, ms: i64) {
     );
     use std::fmt::Write;
     // Writing to a String cannot fail.
-    let _ = write!(out, "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z");
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z"
+    );
 }
 
 /// Wall-clock now in epoch ms. Only the runtime calls this; operators get
@@ -130,7 +137,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -140,7 +155,10 @@ mod tests {
     #[test]
     fn parses_utc_with_millis() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00.000Z"), Some(0));
-        assert_eq!(parse_rfc3339("2026-11-23T10:00:00.123Z"), Some(1_795_428_000_123));
+        assert_eq!(
+            parse_rfc3339("2026-11-23T10:00:00.123Z"),
+            Some(1_795_428_000_123)
+        );
     }
 
     #[test]
@@ -149,7 +167,10 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-23T11:30:00+01:30"), Some(utc));
         assert_eq!(parse_rfc3339("2026-11-23 09:00:00-01:00"), Some(utc));
         assert_eq!(parse_rfc3339("2026-11-23T10:00:00.5Z"), Some(utc + 500));
-        assert_eq!(parse_rfc3339("2026-11-23T10:00:00.123456789Z"), Some(utc + 123));
+        assert_eq!(
+            parse_rfc3339("2026-11-23T10:00:00.123456789Z"),
+            Some(utc + 123)
+        );
     }
 
     #[test]

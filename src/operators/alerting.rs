@@ -19,7 +19,12 @@ pub struct Rule {
 
 impl Rule {
     /// `own_vars` are the placeholders the operator fills in itself.
-    pub fn new(ctx: &mut BuildContext, severity: Severity, message: &Template, own_vars: &[&str]) -> Rule {
+    pub fn new(
+        ctx: &mut BuildContext,
+        severity: Severity,
+        message: &Template,
+        own_vars: &[&str],
+    ) -> Rule {
         let fields = message_fields(message, own_vars)
             .map(|name| (name.to_string(), ctx.field(name)))
             .collect();
@@ -70,7 +75,10 @@ impl Rule {
 }
 
 /// Placeholders of a message that name event fields.
-fn message_fields<'a>(message: &'a Template, own_vars: &'a [&str]) -> impl Iterator<Item = &'a str> {
+fn message_fields<'a>(
+    message: &'a Template,
+    own_vars: &'a [&str],
+) -> impl Iterator<Item = &'a str> {
     message
         .vars()
         .filter(move |v| !BUILT_INS.contains(v) && !own_vars.contains(v))

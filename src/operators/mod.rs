@@ -37,7 +37,9 @@ pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
     planned: &["anomaly", "forecast", "absence"],
 };
 
-fn spec<C: OperatorSpec + DeserializeOwned + 'static>(node: &Node) -> Result<Box<dyn OperatorSpec>, ConfigError> {
+fn spec<C: OperatorSpec + DeserializeOwned + 'static>(
+    node: &Node,
+) -> Result<Box<dyn OperatorSpec>, ConfigError> {
     let config: C = from_node(node)?;
     config.check()?;
     Ok(Box::new(config))
@@ -256,7 +258,12 @@ pub(crate) mod test_support {
 
         /// Feeds `values` of field `temp` at `step` intervals from time 0;
         /// returns (state, event time, value) of each alert.
-        pub fn alerts_for_series(&mut self, key: &str, values: &[f64], step: i64) -> Vec<(AlertState, i64, f64)> {
+        pub fn alerts_for_series(
+            &mut self,
+            key: &str,
+            values: &[f64],
+            step: i64,
+        ) -> Vec<(AlertState, i64, f64)> {
             let mut seen = Vec::new();
             for (i, v) in values.iter().enumerate() {
                 for a in self.feed(key, i as i64 * step, &[("temp", *v)]) {

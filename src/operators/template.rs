@@ -20,7 +20,10 @@ pub struct Template {
 #[derive(Clone, Debug, PartialEq)]
 enum Part {
     Text(String),
-    Var { name: String, decimals: Option<usize> },
+    Var {
+        name: String,
+        decimals: Option<usize>,
+    },
 }
 
 impl Template {
@@ -96,7 +99,9 @@ fn parse_var(inner: &str) -> Result<Part, String> {
         f => Some(
             f.strip_prefix('.')
                 .and_then(|d| d.parse().ok())
-                .ok_or_else(|| format!("bad format `{f}` in `{{{inner}}}`: use `.N` for N decimals"))?,
+                .ok_or_else(|| {
+                    format!("bad format `{f}` in `{{{inner}}}`: use `.N` for N decimals")
+                })?,
         ),
     };
     Ok(Part::Var {

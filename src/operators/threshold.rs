@@ -19,7 +19,7 @@
 
 use super::alerting::{Rule, message_reads};
 use super::template::Template;
-use super::{BuildContext, Emits, Emitter, FieldRef, KeyedOperator, Keyed, Operator, OperatorSpec};
+use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
 use crate::event::{AlertState, Event, FieldId, Severity, Value};
 use serde::{Deserialize, Serialize};
@@ -53,8 +53,16 @@ impl Config {
     /// (limit, clear level, fires above?) once `check` has passed.
     fn levels(&self) -> (f64, f64, bool) {
         match (&self.above, &self.below) {
-            (Some(above), _) => (above.value, self.clear_below.as_ref().map_or(above.value, |c| c.value), true),
-            (None, Some(below)) => (below.value, self.clear_above.as_ref().map_or(below.value, |c| c.value), false),
+            (Some(above), _) => (
+                above.value,
+                self.clear_below.as_ref().map_or(above.value, |c| c.value),
+                true,
+            ),
+            (None, Some(below)) => (
+                below.value,
+                self.clear_above.as_ref().map_or(below.value, |c| c.value),
+                false,
+            ),
             (None, None) => (f64::NAN, f64::NAN, true),
         }
     }
@@ -65,8 +73,13 @@ impl Config {
             None => {
                 let (_, _, above) = self.levels();
                 let side = if above { "above" } else { "below" };
-                let text = format!("{{key}} {} is {{value}}, {side} {{limit}}", self.field.value);
-                Template::parse(&text).unwrap_or_else(|_| Template::parse("{key}: {value}").expect("literal template"))
+                let text = format!(
+                    "{{key}} {} is {{value}}, {side} {{limit}}",
+                    self.field.value
+                );
+                Template::parse(&text).unwrap_or_else(|_| {
+                    Template::parse("{key}: {value}").expect("literal template")
+                })
             }
         }
     }
@@ -97,12 +110,18 @@ impl OperatorSpec for Config {
         }
         if let (Some(above), Some(clear)) = (&self.above, &self.clear_below) {
             if clear.value > above.value {
-                return at(clear.loc, "`clear_below` must not be above the `above` limit");
+                return at(
+                    clear.loc,
+                    "`clear_below` must not be above the `above` limit",
+                );
             }
         }
         if let (Some(below), Some(clear)) = (&self.below, &self.clear_above) {
             if clear.value < below.value {
-                return at(clear.loc, "`clear_above` must not be below the `below` limit");
+                return at(
+                    clear.loc,
+                    "`clear_above` must not be below the `below` limit",
+                );
             }
         }
         if let (None, Some(c)) = (&self.above, &self.clear_below) {
@@ -150,11 +169,19 @@ pub enum State {
 
 impl Threshold {
     fn breached(&self, v: f64) -> bool {
-        if self.above { v > self.limit } else { v < self.limit }
+        if self.above {
+            v > self.limit
+        } else {
+            v < self.limit
+        }
     }
 
     fn cleared(&self, v: f64) -> bool {
-        if self.above { v < self.clear } else { v > self.clear }
+        if self.above {
+            v < self.clear
+        } else {
+            v > self.clear
+        }
     }
 
     fn emit(&self, state: AlertState, event: &Event, since: i64, value: f64, out: &mut Emitter) {
@@ -205,7 +232,10 @@ mod tests {
         let mut h = Harness::new("threshold", CONFIG);
         let temps = [3.0, 4.5, 4.6, 4.7, 4.8, 3.8, 3.4, 3.0];
         let alerts = h.alerts_for_series("t1", &temps, MINUTE);
-        assert_eq!(alerts, [(Firing, 3 * MINUTE, 4.7), (Resolved, 6 * MINUTE, 3.4)]);
+        assert_eq!(
+            alerts,
+            [(Firing, 3 * MINUTE, 4.7), (Resolved, 6 * MINUTE, 3.4)]
+        );
     }
 
     #[test]
@@ -220,7 +250,10 @@ mod tests {
         let mut h = Harness::new("threshold", CONFIG);
         let temps = [4.5, 4.5, 4.5, 3.9, 4.1, 3.9, 4.1, 3.6, 3.4];
         let alerts = h.alerts_for_series("t1", &temps, MINUTE);
-        assert_eq!(alerts, [(Firing, 2 * MINUTE, 4.5), (Resolved, 8 * MINUTE, 3.4)]);
+        assert_eq!(
+            alerts,
+            [(Firing, 2 * MINUTE, 4.5), (Resolved, 8 * MINUTE, 3.4)]
+        );
     }
 
     #[test]
@@ -235,7 +268,10 @@ mod tests {
     fn below_mode_with_clear_above_and_immediate_firing() {
         let mut h = Harness::new("threshold", "field: temp\nbelow: 11.5\nclear_above: 12\n");
         let alerts = h.alerts_for_series("t1", &[12.5, 11.0, 11.8, 12.2], MINUTE);
-        assert_eq!(alerts, [(Firing, MINUTE, 11.0), (Resolved, 3 * MINUTE, 12.2)]);
+        assert_eq!(
+            alerts,
+            [(Firing, MINUTE, 11.0), (Resolved, 3 * MINUTE, 12.2)]
+        );
     }
 
     #[test]

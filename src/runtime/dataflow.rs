@@ -40,8 +40,7 @@ pub struct Plan {
 impl Plan {
     /// Builds a validated pipeline.
     pub fn new(p: &Pipeline) -> Plan {
-        // Validation has rejected cycles; an empty order cannot happen here.
-        let order = crate::config::topological_order(p).unwrap_or_default();
+        let order = p.operator_order();
         let mut schema = Schema::default();
         let operators: Vec<_> = order
             .iter()
@@ -61,9 +60,16 @@ impl Plan {
             .chain(order.iter().map(|&i| p.operators[i].id.as_str()))
             .map(Arc::from)
             .collect();
-        let number: HashMap<&str, usize> = names.iter().enumerate().map(|(c, n)| (n.as_ref(), c)).collect();
+        let number: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(c, n)| (n.as_ref(), c))
+            .collect();
         let inputs_of = |inputs: &[crate::config::Spanned<String>]| -> Vec<usize> {
-            inputs.iter().filter_map(|i| number.get(i.as_str()).copied()).collect()
+            inputs
+                .iter()
+                .filter_map(|i| number.get(i.as_str()).copied())
+                .collect()
         };
         let mut downstream = vec![Vec::new(); names.len()];
         for (k, &i) in order.iter().enumerate() {
@@ -79,7 +85,11 @@ impl Plan {
         }
         let alerting = (0..p.sources.len())
             .map(|_| false)
-            .chain(order.iter().map(|&i| p.operators[i].spec.emits() == Emits::Alerts))
+            .chain(
+                order
+                    .iter()
+                    .map(|&i| p.operators[i].spec.emits() == Emits::Alerts),
+            )
             .collect();
         let decoders = p
             .sources
@@ -96,7 +106,11 @@ impl Plan {
                 downstream,
                 sinks,
                 alerting,
-                max_ooo: p.sources.iter().map(|s| s.common.max_out_of_orderness.ms()).collect(),
+                max_ooo: p
+                    .sources
+                    .iter()
+                    .map(|s| s.common.max_out_of_orderness.ms())
+                    .collect(),
             },
             operators,
             decoders,
@@ -107,7 +121,11 @@ impl Plan {
     /// tests collect what the rules raise.
     pub fn collect_alerts_only(&mut self) {
         for (component, sinks) in self.flow.sinks.iter_mut().enumerate() {
-            *sinks = if self.flow.alerting[component] { vec![0] } else { Vec::new() };
+            *sinks = if self.flow.alerting[component] {
+                vec![0]
+            } else {
+                Vec::new()
+            };
         }
     }
 }

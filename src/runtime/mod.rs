@@ -20,6 +20,7 @@ pub use dataflow::{Dataflow, Plan};
 pub use metrics::{Metrics, Snapshot};
 pub use router::{Router, WorkerMsg, worker_for};
 pub use shutdown::Shutdown;
+pub use worker::Core;
 
 use crate::config::Pipeline;
 use crate::sinks::dead_letter::{self, DeadLetters};
@@ -106,7 +107,12 @@ impl Default for Options {
 
 /// Runs a pipeline until its sources end or `shutdown` is requested, then
 /// drains and flushes everything. Returns what was processed.
-pub async fn run(plan: Plan, io: Io, options: &Options, shutdown: Shutdown) -> Result<Snapshot, RuntimeError> {
+pub async fn run(
+    plan: Plan,
+    io: Io,
+    options: &Options,
+    shutdown: Shutdown,
+) -> Result<Snapshot, RuntimeError> {
     let metrics = Arc::new(Metrics::default());
     let flow = Arc::new(plan.flow);
 
@@ -127,7 +133,13 @@ pub async fn run(plan: Plan, io: Io, options: &Options, shutdown: Shutdown) -> R
     for _ in 0..options.workers.max(1) {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let operators = plan.operators.iter().map(|o| o.fork()).collect();
-        let worker = Worker::new(flow.clone(), operators, sink_txs.clone(), dead_letters.clone(), metrics.clone());
+        let worker = Worker::new(
+            flow.clone(),
+            operators,
+            sink_txs.clone(),
+            dead_letters.clone(),
+            metrics.clone(),
+        );
         worker_txs.push(tx);
         worker_tasks.push(tokio::spawn(worker.run(rx)));
     }
@@ -137,7 +149,13 @@ pub async fn run(plan: Plan, io: Io, options: &Options, shutdown: Shutdown) -> R
     let mut source_tasks = Vec::new();
     for (i, (source, decoder)) in io.sources.into_iter().zip(plan.decoders).enumerate() {
         let router = Router::new(worker_txs.clone(), i as u16);
-        let ingest = Ingest::new(flow.names[i].clone(), decoder, router, dead_letters.clone(), shutdown.clone());
+        let ingest = Ingest::new(
+            flow.names[i].clone(),
+            decoder,
+            router,
+            dead_letters.clone(),
+            shutdown.clone(),
+        );
         source_tasks.push(tokio::spawn(source.run(ingest)));
     }
     drop((worker_txs, dead_letters));
@@ -145,7 +163,10 @@ pub async fn run(plan: Plan, io: Io, options: &Options, shutdown: Shutdown) -> R
     let mut errors = Vec::new();
     for (i, task) in source_tasks.into_iter().enumerate() {
         let id = flow.names[i].to_string();
-        if let Err(e) = joined(task, &id).await.and_then(|r| r.map_err(|source| RuntimeError::Source { id, source })) {
+        if let Err(e) = joined(task, &id)
+            .await
+            .and_then(|r| r.map_err(|source| RuntimeError::Source { id, source }))
+        {
             // One broken source stops the others; the run reports it.
             shutdown.request();
             errors.push(e);
@@ -157,7 +178,10 @@ pub async fn run(plan: Plan, io: Io, options: &Options, shutdown: Shutdown) -> R
         let _ = joined(task, "worker").await;
     }
     for (id, task) in sink_tasks {
-        if let Err(e) = joined(task, &id).await.and_then(|r| r.map_err(|source| RuntimeError::Sink { id, source })) {
+        if let Err(e) = joined(task, &id)
+            .await
+            .and_then(|r| r.map_err(|source| RuntimeError::Sink { id, source }))
+        {
             errors.insert(0, e);
         }
     }
@@ -176,5 +200,6 @@ pub async fn run(plan: Plan, io: Io, options: &Options, shutdown: Shutdown) -> R
 }
 
 async fn joined<T>(task: JoinHandle<T>, what: &str) -> Result<T, RuntimeError> {
-    task.await.map_err(|_| RuntimeError::Crashed(what.to_string()))
+    task.await
+        .map_err(|_| RuntimeError::Crashed(what.to_string()))
 }

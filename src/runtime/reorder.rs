@@ -22,7 +22,12 @@ pub struct Reorder {
 impl Reorder {
     /// Takes an event; the ones now safe to process are appended to `ready`
     /// in time order. A late event is handed back as `Err`.
-    pub fn push(&mut self, event: Event, max_ooo: i64, ready: &mut Vec<Event>) -> Result<(), Event> {
+    pub fn push(
+        &mut self,
+        event: Event,
+        max_ooo: i64,
+        ready: &mut Vec<Event>,
+    ) -> Result<(), Event> {
         let latest = self.latest.unwrap_or(event.time);
         if event.time < latest.saturating_sub(max_ooo) {
             return Err(event);

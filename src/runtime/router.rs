@@ -42,7 +42,9 @@ pub struct Closed;
 
 impl Router {
     pub fn new(workers: Arc<[mpsc::Sender<WorkerMsg>]>, source: u16) -> Self {
-        let batches = (0..workers.len()).map(|_| Vec::with_capacity(BATCH)).collect();
+        let batches = (0..workers.len())
+            .map(|_| Vec::with_capacity(BATCH))
+            .collect();
         Router {
             workers,
             batches,
@@ -66,7 +68,9 @@ impl Router {
     pub fn finish_blocking(&mut self) -> Result<(), Closed> {
         self.flush_blocking()?;
         for worker in self.workers.iter() {
-            worker.blocking_send(WorkerMsg::SourceEnded(self.source)).map_err(|_| Closed)?;
+            worker
+                .blocking_send(WorkerMsg::SourceEnded(self.source))
+                .map_err(|_| Closed)?;
         }
         Ok(())
     }
@@ -76,6 +80,8 @@ impl Router {
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.batches[w], Vec::with_capacity(BATCH));
-        self.workers[w].blocking_send(WorkerMsg::Events(batch)).map_err(|_| Closed)
+        self.workers[w]
+            .blocking_send(WorkerMsg::Events(batch))
+            .map_err(|_| Closed)
     }
 }

@@ -23,29 +23,31 @@ pub struct SinkGone;
 
 pub struct Worker {
     flow: Arc<Dataflow>,
-    state: State,
+    core: Core,
+    sinks: Vec<mpsc::Sender<Batch>>,
+    dead_letters: DeadLetters,
+    metrics: Arc<Metrics>,
 }
 
-/// Everything a worker mutates, apart from the graph it reads, so the two
-/// can be borrowed at once.
-struct State {
+/// The synchronous heart of a worker: keys, clocks and operator state.
+/// Benchmarks drive it directly; [`Worker`] adds the channels.
+pub struct Core {
     operators: Vec<Box<dyn KeyedOperator>>,
     /// Key -> slot; operators keep their per-key state in slot order.
     slots: FxHashMap<Key, usize>,
     keys: Vec<Key>,
     /// Per source, per slot: the key's clock and held-back events.
     clocks: Vec<Vec<Reorder>>,
-    /// Per sink: records waiting to be sent after the current batch.
-    outbox: Vec<Batch>,
-    sinks: Vec<mpsc::Sender<Batch>>,
-    /// Late events to dead-letter after the current batch, with how far
-    /// behind their key's clock they were.
-    late: Vec<(Event, i64)>,
-    dead_letters: DeadLetters,
+    /// Per sink: records produced since the outbox was last emptied.
+    pub outbox: Vec<Batch>,
+    /// Late events, with how far behind their key's clock they were.
+    pub late: Vec<(Event, i64)>,
+    /// What was processed since the counts were last taken.
+    pub counts: Snapshot,
     /// Spare emitters, so the depth-first walk allocates nothing per event.
     spare: Vec<Emitter>,
-    counts: Snapshot,
-    metrics: Arc<Metrics>,
+    /// Scratch for events released by a clock.
+    ready: Vec<Event>,
 }
 
 impl Worker {
@@ -56,45 +58,81 @@ impl Worker {
         dead_letters: DeadLetters,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let state = State {
-            operators,
-            slots: FxHashMap::default(),
-            keys: Vec::new(),
-            clocks: (0..flow.sources).map(|_| Vec::new()).collect(),
-            outbox: vec![Vec::new(); sinks.len()],
+        let core = Core::new(&flow, operators, sinks.len());
+        Worker {
+            flow,
+            core,
             sinks,
-            late: Vec::new(),
             dead_letters,
-            spare: Vec::new(),
-            counts: Snapshot::default(),
             metrics,
-        };
-        Worker { flow, state }
+        }
     }
 
     /// Processes messages until every source has hung up, then flushes
     /// what the operators still hold (open windows).
     pub async fn run(mut self, mut rx: mpsc::Receiver<WorkerMsg>) -> Result<(), SinkGone> {
-        let flow = &self.flow;
-        let state = &mut self.state;
-        let mut ready = Vec::new();
         while let Some(msg) = rx.recv().await {
             match msg {
                 WorkerMsg::Events(batch) => {
                     for event in batch {
-                        state.accept(flow, event, &mut ready);
+                        self.core.accept(&self.flow, event);
                     }
                 }
-                WorkerMsg::SourceEnded(source) => state.release(flow, source as usize, &mut ready),
+                WorkerMsg::SourceEnded(source) => {
+                    self.core.source_ended(&self.flow, source as usize)
+                }
             }
-            state.flush(flow).await?;
+            self.flush().await?;
         }
-        state.end(flow);
-        state.flush(flow).await
+        self.core.end(&self.flow);
+        self.flush().await
+    }
+
+    /// Sends what the last batch produced. Waits while a sink is behind:
+    /// that wait is the back-pressure that slows the sources.
+    async fn flush(&mut self) -> Result<(), SinkGone> {
+        for (sink, records) in self.sinks.iter().zip(&mut self.core.outbox) {
+            if !records.is_empty() {
+                sink.send(std::mem::take(records))
+                    .await
+                    .map_err(|_| SinkGone)?;
+            }
+        }
+        let flow = &self.flow;
+        for (event, behind) in self.core.late.drain(..) {
+            let source = event.origin.source as usize;
+            let reason = format!(
+                "late: {} behind the key's latest event (max_out_of_orderness {})",
+                crate::config::Duration(behind),
+                crate::config::Duration(flow.max_ooo[source])
+            );
+            let origin = serde_json::json!({"position": event.origin.position});
+            let payload = event.to_json(&flow.schema, &[]);
+            self.dead_letters
+                .send(&flow.names[source], &reason, origin, payload.as_bytes())
+                .await
+                .map_err(|_| SinkGone)?;
+        }
+        self.metrics.add(&std::mem::take(&mut self.core.counts));
+        Ok(())
     }
 }
 
-impl State {
+impl Core {
+    pub fn new(flow: &Dataflow, operators: Vec<Box<dyn KeyedOperator>>, sinks: usize) -> Self {
+        Core {
+            operators,
+            slots: FxHashMap::default(),
+            keys: Vec::new(),
+            clocks: (0..flow.sources).map(|_| Vec::new()).collect(),
+            outbox: vec![Vec::new(); sinks],
+            late: Vec::new(),
+            counts: Snapshot::default(),
+            spare: Vec::new(),
+            ready: Vec::new(),
+        }
+    }
+
     fn slot(&mut self, key: &Key) -> usize {
         if let Some(&slot) = self.slots.get(key) {
             return slot;
@@ -102,33 +140,47 @@ impl State {
         let slot = self.keys.len();
         self.keys.push(key.clone());
         self.slots.insert(key.clone(), slot);
-        self.clocks.iter_mut().for_each(|c| c.push(Reorder::default()));
+        self.clocks
+            .iter_mut()
+            .for_each(|c| c.push(Reorder::default()));
         slot
     }
 
     /// Puts a source event through its key's clock, then through the graph.
-    fn accept(&mut self, flow: &Dataflow, event: Event, ready: &mut Vec<Event>) {
+    pub fn accept(&mut self, flow: &Dataflow, event: Event) {
         let slot = self.slot(&event.key);
         let source = event.origin.source as usize;
+        let mut ready = std::mem::take(&mut self.ready);
         let clock = &mut self.clocks[source][slot];
-        if let Err(late) = clock.push(event, flow.max_ooo[source], ready) {
+        if let Err(late) = clock.push(event, flow.max_ooo[source], &mut ready) {
             let behind = clock.behind(late.time);
+            self.counts.late += 1;
             self.late.push((late, behind));
         }
-        for event in ready.drain(..) {
-            self.counts.events += 1;
-            self.process(flow, source, slot, &event);
-        }
+        self.process_ready(flow, source, slot, &mut ready);
+        self.ready = ready;
     }
 
     /// A source ended: its held-back events are processed now.
-    fn release(&mut self, flow: &Dataflow, source: usize, ready: &mut Vec<Event>) {
+    pub fn source_ended(&mut self, flow: &Dataflow, source: usize) {
+        let mut ready = std::mem::take(&mut self.ready);
         for slot in 0..self.keys.len() {
-            self.clocks[source][slot].drain(ready);
-            for event in ready.drain(..) {
-                self.counts.events += 1;
-                self.process(flow, source, slot, &event);
-            }
+            self.clocks[source][slot].drain(&mut ready);
+            self.process_ready(flow, source, slot, &mut ready);
+        }
+        self.ready = ready;
+    }
+
+    fn process_ready(
+        &mut self,
+        flow: &Dataflow,
+        source: usize,
+        slot: usize,
+        ready: &mut Vec<Event>,
+    ) {
+        for event in ready.drain(..) {
+            self.counts.events += 1;
+            self.process(flow, source, slot, &event);
         }
     }
 
@@ -136,8 +188,15 @@ impl State {
     fn process(&mut self, flow: &Dataflow, component: usize, slot: usize, event: &Event) {
         let sinks = &flow.sinks[component];
         if !sinks.is_empty() {
-            let what = if component < flow.sources { "source" } else { "operator" };
-            let extra = [("pipeline", flow.pipeline.as_ref()), (what, flow.names[component].as_ref())];
+            let what = if component < flow.sources {
+                "source"
+            } else {
+                "operator"
+            };
+            let extra = [
+                ("pipeline", flow.pipeline.as_ref()),
+                (what, flow.names[component].as_ref()),
+            ];
             let record = Arc::new(Record {
                 line: event.to_json(&flow.schema, &extra),
                 key: event.key.clone(),
@@ -147,7 +206,9 @@ impl State {
             if component >= flow.sources {
                 self.counts.outputs += 1;
             }
-            sinks.iter().for_each(|&s| self.outbox[s].push(record.clone()));
+            sinks
+                .iter()
+                .for_each(|&s| self.outbox[s].push(record.clone()));
         }
         for &op in &flow.downstream[component] {
             let mut out = self.spare.pop().unwrap_or_default();
@@ -180,7 +241,7 @@ impl State {
 
     /// All input has ended: operators emit what they still hold, upstream
     /// first, so a window's last results still reach the operators after it.
-    fn end(&mut self, flow: &Dataflow) {
+    pub fn end(&mut self, flow: &Dataflow) {
         for op in 0..self.operators.len() {
             for slot in 0..self.keys.len() {
                 let mut out = self.spare.pop().unwrap_or_default();
@@ -190,32 +251,5 @@ impl State {
                 self.spare.push(out);
             }
         }
-    }
-
-    /// Sends what the last batch produced. Waits while a sink is behind:
-    /// that wait is the back-pressure that slows the sources.
-    async fn flush(&mut self, flow: &Dataflow) -> Result<(), SinkGone> {
-        for (sink, records) in self.sinks.iter().zip(&mut self.outbox) {
-            if !records.is_empty() {
-                sink.send(std::mem::take(records)).await.map_err(|_| SinkGone)?;
-            }
-        }
-        for (event, behind) in self.late.drain(..) {
-            self.counts.late += 1;
-            let source = event.origin.source as usize;
-            let reason = format!(
-                "late: {} behind the key's latest event (max_out_of_orderness {})",
-                crate::config::Duration(behind),
-                crate::config::Duration(flow.max_ooo[source])
-            );
-            let origin = serde_json::json!({"position": event.origin.position});
-            let payload = event.to_json(&flow.schema, &[]);
-            self.dead_letters
-                .send(&flow.names[source], &reason, origin, payload.as_bytes())
-                .await
-                .map_err(|_| SinkGone)?;
-        }
-        self.metrics.add(&std::mem::take(&mut self.counts));
-        Ok(())
     }
 }

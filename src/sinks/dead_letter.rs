@@ -36,18 +36,36 @@ impl DeadLetters {
     }
 
     /// Records a rejected message, waiting while the sink is behind.
-    pub fn send_blocking(&self, source: &str, reason: &str, origin: serde_json::Value, payload: &[u8]) -> Result<(), Closed> {
+    pub fn send_blocking(
+        &self,
+        source: &str,
+        reason: &str,
+        origin: serde_json::Value,
+        payload: &[u8],
+    ) -> Result<(), Closed> {
         let record = self.record(source, reason, origin, payload);
         self.tx.blocking_send(vec![record]).map_err(|_| Closed)
     }
 
     /// As [`send_blocking`](Self::send_blocking), from async code.
-    pub async fn send(&self, source: &str, reason: &str, origin: serde_json::Value, payload: &[u8]) -> Result<(), Closed> {
+    pub async fn send(
+        &self,
+        source: &str,
+        reason: &str,
+        origin: serde_json::Value,
+        payload: &[u8],
+    ) -> Result<(), Closed> {
         let record = self.record(source, reason, origin, payload);
         self.tx.send(vec![record]).await.map_err(|_| Closed)
     }
 
-    fn record(&self, source: &str, reason: &str, origin: serde_json::Value, payload: &[u8]) -> Arc<Record> {
+    fn record(
+        &self,
+        source: &str,
+        reason: &str,
+        origin: serde_json::Value,
+        payload: &[u8],
+    ) -> Arc<Record> {
         self.metrics.dead_letter();
         let mut json = serde_json::json!({
             "received_at": time::format_rfc3339(time::now_ms()),
@@ -58,7 +76,9 @@ impl DeadLetters {
         match std::str::from_utf8(payload) {
             Ok(text) => json["payload"] = text.into(),
             Err(_) => {
-                json["payload_base64"] = base64::engine::general_purpose::STANDARD.encode(payload).into()
+                json["payload_base64"] = base64::engine::general_purpose::STANDARD
+                    .encode(payload)
+                    .into()
             }
         }
         Arc::new(Record {

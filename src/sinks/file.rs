@@ -43,6 +43,9 @@ impl SinkSpec for Config {
                 source,
             })?;
         let out = BufWriter::with_capacity(256 * 1024, file);
-        Ok(Box::new(LinesSink::new(path.display().to_string(), Box::new(out))))
+        Ok(Box::new(LinesSink::new(
+            path.display().to_string(),
+            Box::new(out),
+        )))
     }
 }

@@ -22,11 +22,16 @@ use tokio::sync::mpsc;
 /// Every sink type, by the name pipelines use in `type:`.
 pub const REGISTRY: Registry<dyn SinkSpec> = Registry {
     section: "sink",
-    built: &[("stdout", spec::<stdout::Config>), ("file", spec::<file::Config>)],
+    built: &[
+        ("stdout", spec::<stdout::Config>),
+        ("file", spec::<file::Config>),
+    ],
     planned: &["mqtt", "kafka", "webhook"],
 };
 
-fn spec<C: SinkSpec + DeserializeOwned + 'static>(node: &Node) -> Result<Box<dyn SinkSpec>, ConfigError> {
+fn spec<C: SinkSpec + DeserializeOwned + 'static>(
+    node: &Node,
+) -> Result<Box<dyn SinkSpec>, ConfigError> {
     Ok(Box::new(from_node::<C>(node)?))
 }
 
@@ -77,7 +82,10 @@ pub struct LinesSink {
 
 impl LinesSink {
     pub fn new(what: impl Into<String>, out: Box<dyn Write + Send>) -> Self {
-        LinesSink { what: what.into(), out }
+        LinesSink {
+            what: what.into(),
+            out,
+        }
     }
 
     fn write_all(mut self, mut records: mpsc::Receiver<Batch>) -> std::io::Result<()> {

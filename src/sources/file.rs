@@ -118,12 +118,20 @@ impl FileSource {
             let origin = || serde_json::json!({"path": self.path, "line": number});
             if size > limit {
                 let error = DecodeError::TooLarge { size, limit };
-                ingest.reject_blocking(&error, origin(), &bytes[..bytes.len().min(OVERSIZED_PREFIX)])?;
+                ingest.reject_blocking(
+                    &error,
+                    origin(),
+                    &bytes[..bytes.len().min(OVERSIZED_PREFIX)],
+                )?;
                 continue;
             }
             let decoded = match (self.format, &csv_header) {
                 (Format::Jsonl, _) => ingest.decoder().decode_json(bytes, ingest.now(), number),
-                (Format::Csv, Some(header)) => ingest.decoder().decode_csv(header, bytes, ingest.now(), number),
+                (Format::Csv, Some(header)) => {
+                    ingest
+                        .decoder()
+                        .decode_csv(header, bytes, ingest.now(), number)
+                }
                 (Format::Csv, None) => {
                     match ingest.decoder().csv_header(bytes) {
                         Ok(header) => csv_header = Some(header),
@@ -270,8 +278,15 @@ mod tests {
         let input = b"one\r\ntwo\n\nthree-is-longer\nlast";
         for buffer in [1, 2, 3, 7, 64] {
             let lines = all_lines(input, buffer, 100);
-            let texts: Vec<_> = lines.iter().map(|(l, _)| String::from_utf8_lossy(l).into_owned()).collect();
-            assert_eq!(texts, ["one", "two", "", "three-is-longer", "last"], "buffer {buffer}");
+            let texts: Vec<_> = lines
+                .iter()
+                .map(|(l, _)| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            assert_eq!(
+                texts,
+                ["one", "two", "", "three-is-longer", "last"],
+                "buffer {buffer}"
+            );
         }
     }
 

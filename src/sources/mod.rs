@@ -27,7 +27,9 @@ pub const REGISTRY: Registry<dyn SourceSpec> = Registry {
     planned: &["mqtt", "kafka", "sim"],
 };
 
-fn spec<C: SourceSpec + DeserializeOwned + 'static>(node: &Node) -> Result<Box<dyn SourceSpec>, ConfigError> {
+fn spec<C: SourceSpec + DeserializeOwned + 'static>(
+    node: &Node,
+) -> Result<Box<dyn SourceSpec>, ConfigError> {
     Ok(Box::new(from_node::<C>(node)?))
 }
 
@@ -69,7 +71,8 @@ fn default_max_message_bytes() -> usize {
 }
 
 impl SourceCommon {
-    pub const KEYS: &'static [&'static str] = &["key", "time", "max_out_of_orderness", "max_message_bytes"];
+    pub const KEYS: &'static [&'static str] =
+        &["key", "time", "max_out_of_orderness", "max_message_bytes"];
 
     pub fn decode_spec(&self) -> DecodeSpec {
         DecodeSpec {
@@ -121,7 +124,13 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(id: Arc<str>, decoder: Decoder, router: Router, dead_letters: DeadLetters, shutdown: Shutdown) -> Self {
+    pub fn new(
+        id: Arc<str>,
+        decoder: Decoder,
+        router: Router,
+        dead_letters: DeadLetters,
+        shutdown: Shutdown,
+    ) -> Self {
         Ingest {
             id,
             decoder,
@@ -141,7 +150,12 @@ impl Ingest {
 
     /// Dead-letters a message that could not be decoded. Blocks while the
     /// dead-letter sink is behind: rejected messages are never dropped.
-    pub fn reject_blocking(&self, error: &DecodeError, origin: serde_json::Value, payload: &[u8]) -> Result<(), SourceError> {
+    pub fn reject_blocking(
+        &self,
+        error: &DecodeError,
+        origin: serde_json::Value,
+        payload: &[u8],
+    ) -> Result<(), SourceError> {
         self.dead_letters
             .send_blocking(&self.id, &error.to_string(), origin, payload)
             .map_err(|_| SourceError::Closed)
@@ -149,12 +163,16 @@ impl Ingest {
 
     /// Hands a decoded event to its worker, blocking while workers are behind.
     pub fn route_blocking(&mut self, event: Event) -> Result<(), SourceError> {
-        self.router.route_blocking(event).map_err(|_| SourceError::Closed)
+        self.router
+            .route_blocking(event)
+            .map_err(|_| SourceError::Closed)
     }
 
     /// Sends events still batched to their workers.
     pub fn flush_blocking(&mut self) -> Result<(), SourceError> {
-        self.router.flush_blocking().map_err(|_| SourceError::Closed)
+        self.router
+            .flush_blocking()
+            .map_err(|_| SourceError::Closed)
     }
 
     /// Arrival time for sources whose records carry none.
@@ -165,6 +183,8 @@ impl Ingest {
     /// Tells the workers this source has ended, so they can release the
     /// events they were holding back for ordering.
     pub fn finish_blocking(mut self) -> Result<(), SourceError> {
-        self.router.finish_blocking().map_err(|_| SourceError::Closed)
+        self.router
+            .finish_blocking()
+            .map_err(|_| SourceError::Closed)
     }
 }

@@ -1,0 +1,356 @@
+//! Replaying recordings through `floe run`: alert episodes, determinism,
+//! ordering within `max_out_of_orderness`, and malformed input.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use support::{Lcg, json_lines, rfc3339, run_in, stderr, write};
+
+const START: i64 = 1_795_428_000_000; // 2026-11-23T10:00:00Z
+const STEP: i64 = 10_000;
+const SLOT: i64 = 30 * 60_000;
+
+const PIPELINE: &str = r#"
+name: replay
+sources:
+  trucks:
+    type: file
+    path: in.jsonl
+    key: device
+    time: ts
+    max_out_of_orderness: 30s
+operators:
+  too_warm:
+    type: threshold
+    inputs: [trucks]
+    field: temperature_c
+    above: 4.0
+    for: 2m
+    clear_below: 3.5
+    severity: critical
+sinks:
+  alerts:
+    type: file
+    inputs: [too_warm]
+    path: alerts.jsonl
+  events:
+    type: file
+    inputs: [trucks]
+    path: events.jsonl
+dead_letter:
+  type: file
+  path: dead.jsonl
+"#;
+
+/// What happens to a truck's cargo during one half-hour slot.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Slot {
+    Normal,
+    /// Above the limit for this many readings, long enough to fire.
+    Excursion(i64),
+    /// Above the limit for fewer readings than `for: 2m` needs.
+    Short(i64),
+    /// One wild reading.
+    Spike,
+}
+
+/// A recording of `trucks` trucks for `slots` half-hours, and the alerts a
+/// correct pipeline raises: (key, state, event time).
+fn recording(trucks: usize, slots: i64, seed: u64) -> (Vec<String>, Vec<(String, String, i64)>) {
+    let mut rng = Lcg(seed);
+    let plans: Vec<Vec<Slot>> = (0..trucks)
+        .map(|_| {
+            (0..slots)
+                .map(|_| match rng.below(4) {
+                    0 => Slot::Normal,
+                    1 => Slot::Excursion(13 + rng.below(100) as i64),
+                    2 => Slot::Short(1 + rng.below(11) as i64),
+                    _ => Slot::Spike,
+                })
+                .collect()
+        })
+        .collect();
+    let mut lines = Vec::new();
+    let mut expected = Vec::new();
+    let readings_per_slot = SLOT / STEP;
+    for i in 0..slots * readings_per_slot {
+        let t = START + i * STEP;
+        let (slot, offset) = (i / readings_per_slot, i % readings_per_slot);
+        // Excursions start a few minutes into their slot.
+        let into = offset - 30;
+        for (n, plan) in plans.iter().enumerate() {
+            let device = format!("truck-{n:03}");
+            let noise = rng.unit() * 0.6 - 0.3;
+            let temperature = match plan[slot as usize] {
+                Slot::Excursion(len) | Slot::Short(len) if (0..len).contains(&into) => 5.5 + noise,
+                Slot::Spike if into == 0 => 9.0,
+                _ => 2.5 + noise,
+            };
+            if let Slot::Excursion(len) = plan[slot as usize] {
+                if into == 12 {
+                    expected.push((device.clone(), "firing".to_string(), t));
+                }
+                if into == len {
+                    expected.push((device.clone(), "resolved".to_string(), t));
+                }
+            }
+            lines.push(format!(
+                r#"{{"device":"{device}","ts":"{}","kind":"reefer","temperature_c":{temperature:.2},"setpoint_c":2.0}}"#,
+                rfc3339(t)
+            ));
+        }
+    }
+    (lines, expected)
+}
+
+fn run_pipeline(dir: &Path, lines: &[String]) -> Vec<Value> {
+    write(dir, "pipeline.yaml", PIPELINE);
+    write(dir, "in.jsonl", lines.join("\n") + "\n");
+    let _ = std::fs::remove_file(dir.join("alerts.jsonl"));
+    let out = run_in(dir, &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "floe run failed: {}", stderr(&out));
+    json_lines(&dir.join("alerts.jsonl"))
+}
+
+/// Alerts as (key, state, event time) in a stable order.
+fn episodes(alerts: &[Value]) -> Vec<(String, String, i64)> {
+    let mut seen: Vec<_> = alerts
+        .iter()
+        .map(|a| {
+            let time =
+                floe::event::time::parse_rfc3339(a["event_time"].as_str().unwrap_or_default());
+            (
+                a["key"].as_str().unwrap_or_default().to_string(),
+                a["state"].as_str().unwrap_or_default().to_string(),
+                time.unwrap_or_default(),
+            )
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
+/// Alerts without their wall-clock field, keyed by id.
+fn without_emitted_at(alerts: &[Value]) -> BTreeMap<String, Value> {
+    alerts
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            a.as_object_mut().map(|o| o.remove("emitted_at"));
+            (a["alert_id"].as_str().unwrap_or_default().to_string(), a)
+        })
+        .collect()
+}
+
+#[test]
+fn one_firing_and_one_resolved_per_long_excursion_and_none_for_short_ones_or_spikes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lines, mut expected) = recording(20, 8, 42);
+    expected.sort();
+    let alerts = run_pipeline(dir.path(), &lines);
+    assert!(
+        expected.len() >= 40,
+        "the recording should hold many excursions"
+    );
+    assert_eq!(episodes(&alerts), expected);
+    for alert in &alerts {
+        for field in [
+            "alert_id",
+            "pipeline",
+            "rule",
+            "severity",
+            "emitted_at",
+            "value",
+            "message",
+        ] {
+            assert!(alert.get(field).is_some(), "{field} missing in {alert}");
+        }
+        assert_eq!(alert["rule"], "too_warm");
+        assert_eq!(alert["severity"], "critical");
+    }
+}
+
+#[test]
+fn the_same_input_gives_the_same_alert_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lines, _) = recording(10, 6, 7);
+    let first = without_emitted_at(&run_pipeline(dir.path(), &lines));
+    let second = without_emitted_at(&run_pipeline(dir.path(), &lines));
+    assert!(!first.is_empty());
+    assert_eq!(first, second);
+}
+
+#[test]
+fn events_shuffled_within_max_out_of_orderness_give_the_same_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lines, _) = recording(10, 6, 99);
+    let sorted = without_emitted_at(&run_pipeline(dir.path(), &lines));
+    // Shuffle within blocks of 3 readings of every truck: no event moves
+    // more than 20 s from its place, inside the 30 s tolerance.
+    let mut rng = Lcg(5);
+    let mut shuffled = lines.clone();
+    for block in shuffled.chunks_mut(30) {
+        for i in (1..block.len()).rev() {
+            block.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+    }
+    assert_ne!(shuffled, lines);
+    let reordered = without_emitted_at(&run_pipeline(dir.path(), &shuffled));
+    assert!(!sorted.is_empty());
+    assert_eq!(reordered, sorted);
+    assert!(
+        json_lines(&dir.path().join("dead.jsonl")).is_empty(),
+        "nothing should be late"
+    );
+}
+
+#[test]
+fn events_beyond_max_out_of_orderness_are_dead_lettered_as_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |t: i64| {
+        format!(
+            r#"{{"device":"t1","ts":"{}","temperature_c":2.0}}"#,
+            rfc3339(t)
+        )
+    };
+    let lines = [
+        line(START),
+        line(START + 60_000),
+        line(START + 20_000),
+        line(START + 45_000),
+    ];
+    run_pipeline(dir.path(), &lines);
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("late: 40s behind"),
+        "{}",
+        dead[0]
+    );
+    assert_eq!(dead[0]["origin"]["position"], 3);
+    assert_eq!(json_lines(&dir.path().join("events.jsonl")).len(), 3);
+}
+
+#[test]
+fn malformed_lines_are_dead_lettered_with_reason_and_line_and_good_lines_all_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = |n: i64| {
+        format!(
+            r#"{{"device":"t{n}","ts":"{}","temperature_c":3.0}}"#,
+            rfc3339(START + n * STEP)
+        )
+        .into_bytes()
+    };
+    let mut huge = br#"{"device":"t9","ts":"2026-11-23T10:00:00Z","note":""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 1 << 20));
+    huge.extend_from_slice(br#""}"#);
+    let bad: Vec<(Vec<u8>, &str)> = vec![
+        (b"{not json".to_vec(), "bad JSON"),
+        (
+            br#"{"ts":"2026-11-23T10:00:00Z","temperature_c":3.0}"#.to_vec(),
+            "missing key field `device`",
+        ),
+        (
+            br#"{"device":"t1","ts":"2026-11-23T10:00:00Z","temperature_c":"warm"}"#.to_vec(),
+            "field `temperature_c` must be a number, got a string",
+        ),
+        (
+            br#"{"device":"t1","ts":"2026-11-23T10:00:00Z","temperature_c":NaN}"#.to_vec(),
+            "bad JSON",
+        ),
+        (
+            br#"{"device":"t1","ts":"2026-11-23T10:00:00Z","temperature_c":"NaN"}"#.to_vec(),
+            "must be a number",
+        ),
+        (Vec::new(), "empty message"),
+        (huge, "exceeds the limit"),
+        (
+            b"{\"device\":\"t\xff\xfe\",\"ts\":\"2026-11-23T10:00:00Z\"}".to_vec(),
+            "invalid UTF-8",
+        ),
+        (
+            br#"{"device":"t1","ts":"3026-11-23T10:00:00Z","temperature_c":3.0}"#.to_vec(),
+            "outside 2000-01-01..2100-01-01",
+        ),
+        (
+            br#"{"device":"t1","ts":"not a time","temperature_c":3.0}"#.to_vec(),
+            "not an RFC 3339 timestamp",
+        ),
+        (br#"[1,2,3]"#.to_vec(), "bad JSON"),
+    ];
+    let mut file = Vec::new();
+    let mut bad_lines = BTreeMap::new();
+    let mut line_no = 0;
+    for (n, (line, reason)) in bad.iter().enumerate() {
+        for g in 0..3 {
+            file.extend(good(n as i64 * 3 + g));
+            file.push(b'\n');
+            line_no += 1;
+        }
+        file.extend(line);
+        file.push(b'\n');
+        line_no += 1;
+        bad_lines.insert(line_no, *reason);
+    }
+    std::fs::write(dir.path().join("in.jsonl"), &file).unwrap();
+    write(dir.path(), "pipeline.yaml", PIPELINE);
+    let out = run_in(dir.path(), &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let processed = json_lines(&dir.path().join("events.jsonl"));
+    assert_eq!(
+        processed.len(),
+        bad.len() * 3,
+        "every good line is processed"
+    );
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), bad.len(), "{dead:#?}");
+    for record in &dead {
+        let line = record["origin"]["line"].as_u64().unwrap_or_default();
+        let expected = bad_lines
+            .get(&line)
+            .unwrap_or_else(|| panic!("unexpected dead letter {record}"));
+        let reason = record["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(expected),
+            "line {line}: {reason:?} should mention {expected:?}"
+        );
+        assert_eq!(record["source"], "trucks");
+        assert!(record.get("payload").is_some() || record.get("payload_base64").is_some());
+    }
+}
+
+#[test]
+fn csv_recordings_replay_like_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("device,ts,temperature_c\n");
+    for i in 0..20 {
+        let temperature = if (3..15).contains(&i) { 5.0 } else { 2.0 };
+        csv.push_str(&format!(
+            "t1,{},{temperature}\n",
+            rfc3339(START + i * 30_000)
+        ));
+    }
+    write(dir.path(), "in.csv", csv);
+    write(dir.path(), "pipeline.yaml", PIPELINE);
+    let out = run_in(
+        dir.path(),
+        &["run", "pipeline.yaml", "--input", "trucks=file:in.csv"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alerts = json_lines(&dir.path().join("alerts.jsonl"));
+    let expected = vec![
+        ("t1".to_string(), "firing".to_string(), START + 7 * 30_000),
+        (
+            "t1".to_string(),
+            "resolved".to_string(),
+            START + 15 * 30_000,
+        ),
+    ];
+    assert_eq!(episodes(&alerts), expected);
+}

@@ -1,0 +1,115 @@
+//! `floe validate`: the example pipelines are valid, and each broken
+//! pipeline in `fixtures/invalid/<case>/` fails with exactly the lines in its
+//! `errors.txt`.
+
+mod support;
+
+use std::path::Path;
+use support::{run_in, stderr, stdout};
+
+fn check_invalid(case: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/invalid")
+        .join(case);
+    let expected = std::fs::read_to_string(dir.join("errors.txt")).expect("errors.txt");
+    let out = run_in(&dir, &["validate", "pipeline.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "stdout: {}", stdout(&out));
+    assert_eq!(stderr(&out).trim_end(), expected.trim_end());
+}
+
+macro_rules! invalid {
+    ($($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                check_invalid(stringify!($case));
+            }
+        )*
+    };
+}
+
+invalid!(
+    bad_duration,
+    bad_tests,
+    cycle,
+    everything_at_once,
+    missing_env,
+    structure,
+    typo_option,
+    unknown_input,
+    yaml_syntax,
+);
+
+#[test]
+fn example_pipelines_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pipelines: Vec<String> = std::fs::read_dir(root.join("pipelines"))
+        .expect("pipelines/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(pipelines.len() >= 2, "{pipelines:?}");
+    let mut args = vec!["validate"];
+    args.extend(pipelines.iter().map(String::as_str));
+    let out = run_in(root, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn example_pipelines_pass_their_own_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = run_in(
+        root,
+        &[
+            "test",
+            "pipelines/cold-chain.yaml",
+            "pipelines/factory.yaml",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(!text.contains("FAIL"), "{text}");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn a_failing_pipeline_test_exits_1_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    support::write(
+        dir.path(),
+        "p.yaml",
+        r#"
+sources:
+  trucks: {type: file, path: none.jsonl, key: device, time: ts}
+operators:
+  too_warm: {type: threshold, inputs: [trucks], field: temperature_c, above: 4}
+tests:
+  - name: expects what does not happen
+    inputs:
+      trucks:
+        - {device: t1, ts: "2026-11-23T10:00:00Z", temperature_c: 3.0}
+    expect:
+      - {rule: too_warm, key: t1, state: firing}
+  - name: passes
+    inputs:
+      trucks:
+        - {device: t1, ts: "2026-11-23T10:00:00Z", temperature_c: 5.0}
+    expect:
+      - {rule: too_warm, key: t1, state: firing, event_time: "2026-11-23T10:00:00Z"}
+"#,
+    );
+    let out = run_in(dir.path(), &["test", "p.yaml"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL  p.yaml: expects what does not happen"),
+        "{text}"
+    );
+    assert!(
+        text.contains("expected too_warm firing for key t1, not raised"),
+        "{text}"
+    );
+    assert!(text.contains("ok    p.yaml: passes"), "{text}");
+    assert!(text.contains("1 passed, 1 failed"), "{text}");
+}
