@@ -189,7 +189,7 @@ impl Source for MemorySource {
                 for (i, record) in self.records.iter().enumerate() {
                     let bytes = record.to_string().into_bytes();
                     let position = i as u64 + 1;
-                    match ingest.decoder().decode_json(&bytes, ingest.now(), position) {
+                    match ingest.decoder().decode_json(&bytes, position) {
                         Ok(event) => ingest.route_blocking(event)?,
                         Err(error) => {
                             let origin = serde_json::json!({"test_input": position});

@@ -5,7 +5,7 @@
 //! fields the pipeline uses and checks their types once, here, so operators
 //! can trust what they get.
 
-use super::{Event, FieldId, Key, Origin, Schema, Value, time};
+use super::{Event, FieldId, Fields, Key, Origin, Schema, Value, time};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::fmt;
 use std::sync::Arc;
@@ -151,16 +151,11 @@ impl Decoder {
         Ok(text)
     }
 
-    /// Decodes one JSON object. `arrival` is used as the event time when the
-    /// source has no time field.
-    pub fn decode_json(
-        &self,
-        bytes: &[u8],
-        arrival: i64,
-        position: u64,
-    ) -> Result<Event, DecodeError> {
+    /// Decodes one JSON object; `position` is its line or offset. Without a
+    /// time field the event is stamped with its arrival time.
+    pub fn decode_json(&self, bytes: &[u8], position: u64) -> Result<Event, DecodeError> {
         let text = self.check_bytes(bytes)?;
-        let mut builder = Builder::new(self, arrival);
+        let mut builder = Builder::new(self);
         let mut de = serde_json::Deserializer::from_str(text);
         (&mut builder)
             .deserialize(&mut de)
@@ -174,7 +169,6 @@ impl Decoder {
         &self,
         header: &CsvHeader,
         bytes: &[u8],
-        arrival: i64,
         position: u64,
     ) -> Result<Event, DecodeError> {
         let text = self.check_bytes(bytes)?;
@@ -186,7 +180,7 @@ impl Decoder {
                 header.slots.len()
             )));
         }
-        let mut builder = Builder::new(self, arrival);
+        let mut builder = Builder::new(self);
         for ((slot, name), cell) in header.slots.iter().zip(&header.names).zip(cells) {
             if !cell.is_empty() {
                 builder.put(*slot, name, csv_scalar(&cell))?;
@@ -245,22 +239,20 @@ struct Builder<'d> {
     decoder: &'d Decoder,
     key: Option<Key>,
     time: Option<i64>,
-    fields: Vec<(FieldId, Value)>,
+    fields: Fields,
     /// The first problem found; parsing goes on so the JSON itself is still
     /// validated, but the message is rejected.
     error: Option<DecodeError>,
-    arrival: i64,
 }
 
 impl<'d> Builder<'d> {
-    fn new(decoder: &'d Decoder, arrival: i64) -> Self {
+    fn new(decoder: &'d Decoder) -> Self {
         Builder {
             decoder,
             key: None,
             time: None,
-            fields: Vec::with_capacity(decoder.names.len()),
+            fields: Fields::new(),
             error: None,
-            arrival,
         }
     }
 
@@ -307,7 +299,8 @@ impl<'d> Builder<'d> {
             (Some(name), None) => return Err(DecodeError::MissingKey(name.clone())),
         };
         let time = match (&spec.time, self.time) {
-            (None, _) => self.arrival,
+            // Read the clock only when needed: it costs as much as parsing.
+            (None, _) => time::now_ms(),
             (Some(_), Some(t)) => t,
             (Some(name), None) => return Err(DecodeError::MissingTime(name.clone())),
         };
@@ -530,7 +523,6 @@ mod tests {
         let e = d
             .decode_json(
                 br#"{"device":"t1","ts":"2026-11-23T10:00:00Z","temperature_c":3.5,"kind":"reefer","lat":52.1,"nested":{"a":[1]}}"#,
-                0,
                 7,
             )
             .unwrap();
@@ -549,7 +541,6 @@ mod tests {
             .decode_json(
                 br#"{"device":"t1","ts":1795428000000,"temperature_c":true}"#,
                 0,
-                0,
             )
             .unwrap();
         assert_eq!(e.num(temp), Some(1.0));
@@ -559,7 +550,7 @@ mod tests {
     fn epoch_millis_and_integer_keys() {
         let (d, ..) = decoder();
         let e = d
-            .decode_json(br#"{"device":42,"ts":1795428000000}"#, 0, 0)
+            .decode_json(br#"{"device":42,"ts":1795428000000}"#, 0)
             .unwrap();
         assert_eq!(e.key, "42");
         assert_eq!(e.time, 1_795_428_000_000);
@@ -597,7 +588,7 @@ mod tests {
             (&[b' '; 2000], "too_large"),
         ];
         for (input, kind) in cases {
-            let err = d.decode_json(input, 0, 0).unwrap_err();
+            let err = d.decode_json(input, 0).unwrap_err();
             assert_eq!(
                 err.kind(),
                 *kind,
@@ -615,18 +606,17 @@ mod tests {
             .decode_csv(
                 &header,
                 b"t1,2026-11-23T10:00:00Z,3.5,\"ree\"\"fer\",\"a, b\"",
-                0,
                 2,
             )
             .unwrap();
         assert_eq!(e.num(temp), Some(3.5));
         assert_eq!(e.get(kind), Some(&Value::Str("ree\"fer".into())));
         let err = d
-            .decode_csv(&header, b"t1,2026-11-23T10:00:00Z,NaN,x,y", 0, 3)
+            .decode_csv(&header, b"t1,2026-11-23T10:00:00Z,NaN,x,y", 3)
             .unwrap_err();
         assert_eq!(err.kind(), "wrong_type");
         let err = d
-            .decode_csv(&header, b"t1,2026-11-23T10:00:00Z", 0, 4)
+            .decode_csv(&header, b"t1,2026-11-23T10:00:00Z", 4)
             .unwrap_err();
         assert_eq!(err.kind(), "bad_csv");
     }

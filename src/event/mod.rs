@@ -93,6 +93,9 @@ impl Schema {
     }
 }
 
+/// An event's fields, inline up to four.
+pub type Fields = smallvec::SmallVec<[(FieldId, Value); 4]>;
+
 /// Where an event came from, so a late or rejected event can be traced back.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
@@ -112,7 +115,8 @@ pub struct Event {
     pub time: i64,
     /// Fields in the order they were decoded; lookups are linear because an
     /// event rarely carries more than a handful of the pipeline's fields.
-    pub fields: Vec<(FieldId, Value)>,
+    /// The first few live inline, so most events cost no heap allocation.
+    pub fields: Fields,
     pub origin: Origin,
 }
 
@@ -121,7 +125,7 @@ impl Event {
         Event {
             key,
             time,
-            fields: Vec::new(),
+            fields: Fields::new(),
             origin: Origin::default(),
         }
     }

@@ -225,6 +225,9 @@ impl Core {
                 Output::Event(event) => self.process(flow, component, slot, &event),
                 Output::Alert(alert) => {
                     self.counts.alerts += 1;
+                    if flow.sinks[component].is_empty() {
+                        continue;
+                    }
                     let record = Arc::new(Record {
                         line: alert.to_json(&flow.pipeline, time::now_ms()),
                         key: alert.key,

@@ -126,12 +126,8 @@ impl FileSource {
                 continue;
             }
             let decoded = match (self.format, &csv_header) {
-                (Format::Jsonl, _) => ingest.decoder().decode_json(bytes, ingest.now(), number),
-                (Format::Csv, Some(header)) => {
-                    ingest
-                        .decoder()
-                        .decode_csv(header, bytes, ingest.now(), number)
-                }
+                (Format::Jsonl, _) => ingest.decoder().decode_json(bytes, number),
+                (Format::Csv, Some(header)) => ingest.decoder().decode_csv(header, bytes, number),
                 (Format::Csv, None) => {
                     match ingest.decoder().csv_header(bytes) {
                         Ok(header) => csv_header = Some(header),

@@ -8,8 +8,8 @@
 pub mod file;
 
 use crate::config::{ConfigError, Duration, Node, Registry, Spanned, from_node};
+use crate::event::Event;
 use crate::event::decode::{DEFAULT_MAX_MESSAGE_BYTES, DecodeError, DecodeSpec, Decoder};
-use crate::event::{Event, time};
 use crate::runtime::{Router, Shutdown};
 use crate::sinks::dead_letter::DeadLetters;
 use serde::Deserialize;
@@ -173,11 +173,6 @@ impl Ingest {
         self.router
             .flush_blocking()
             .map_err(|_| SourceError::Closed)
-    }
-
-    /// Arrival time for sources whose records carry none.
-    pub fn now(&self) -> i64 {
-        time::now_ms()
     }
 
     /// Tells the workers this source has ended, so they can release the

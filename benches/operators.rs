@@ -1,0 +1,81 @@
+//! The operator core: events through a worker's keyed graph, without
+//! channels or I/O. `cargo bench --bench operators`.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use floe::config::Pipeline;
+use floe::event::{Event, Value};
+use floe::runtime::{Core, Plan};
+use std::path::Path;
+use std::sync::Arc;
+
+const KEYS: usize = 10_000;
+const EVENTS: usize = 1_000_000;
+const START: i64 = 1_795_428_000_000;
+
+/// Readings of `KEYS` trucks every 10 s, in time order, with a slow warm-up
+/// on one truck in fifty so thresholds and windows have work to do.
+fn events(schema: &floe::event::Schema) -> Vec<Event> {
+    let temp = schema
+        .id("temperature_c")
+        .expect("the pipeline reads temperature_c");
+    (0..EVENTS)
+        .map(|i| {
+            let (key, step) = (i % KEYS, (i / KEYS) as i64);
+            let mut e = Event::new(
+                format!("truck-{key:05}").into(),
+                START + step * 10_000 + key as i64,
+            );
+            let drift = if key % 50 == 7 {
+                step as f64 * 0.05
+            } else {
+                0.0
+            };
+            e.set(temp, Value::Num(2.0 + drift + (i % 7) as f64 * 0.05));
+            e
+        })
+        .collect()
+}
+
+fn bench_pipeline(c: &mut Criterion, name: &str, yaml: &str) {
+    let pipeline = Pipeline::parse(Path::new("bench.yaml"), yaml).expect("bench pipeline is valid");
+    let plan = Plan::new(&pipeline);
+    let flow = Arc::new(plan.flow);
+    let input = events(&flow.schema);
+    let mut group = c.benchmark_group("operators");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.sample_size(10);
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                let operators = plan.operators.iter().map(|o| o.fork()).collect();
+                (Core::new(&flow, operators, 0), input.clone())
+            },
+            |(mut core, events)| {
+                for event in events {
+                    core.accept(&flow, event);
+                }
+                core
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+const SOURCE: &str = "
+sources:
+  trucks: {type: file, path: none.jsonl, key: device, time: ts}
+";
+
+fn threshold(c: &mut Criterion) {
+    let yaml = format!(
+        "{SOURCE}
+operators:
+  too_warm: {{type: threshold, inputs: [trucks], field: temperature_c, above: 4.0, for: 2m, clear_below: 3.5}}
+"
+    );
+    bench_pipeline(c, "threshold_10k_keys", &yaml);
+}
+
+criterion_group!(benches, threshold);
+criterion_main!(benches);
