@@ -354,3 +354,88 @@ fn csv_recordings_replay_like_json_lines() {
     ];
     assert_eq!(episodes(&alerts), expected);
 }
+
+#[test]
+fn a_device_that_reconnects_with_an_hour_of_backlog_is_processed_in_its_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |device: &str, t: i64, temperature: f64| {
+        format!(
+            r#"{{"device":"{device}","ts":"{}","temperature_c":{temperature}}}"#,
+            rfc3339(t)
+        )
+    };
+    let minute = 60_000;
+    let mut lines = Vec::new();
+    // Both trucks report for the first hour; then truck b goes offline.
+    for m in 0..60 {
+        lines.push(line("a", START + m * minute, 2.0));
+        lines.push(line("b", START + m * minute, 2.0));
+    }
+    // During b's second hour only a is heard from, and a warms up at 1:30.
+    for m in 60..120 {
+        lines.push(line(
+            "a",
+            START + m * minute,
+            if m >= 90 { 6.0 } else { 2.0 },
+        ));
+    }
+    // b reconnects and sends its buffered second hour: it warmed at 1:10.
+    for m in 60..120 {
+        lines.push(line(
+            "b",
+            START + m * minute,
+            if (70..80).contains(&m) { 6.0 } else { 2.0 },
+        ));
+    }
+    let alerts = run_pipeline(dir.path(), &lines);
+    let expected = vec![
+        ("a".to_string(), "firing".to_string(), START + 92 * minute),
+        ("b".to_string(), "firing".to_string(), START + 72 * minute),
+        ("b".to_string(), "resolved".to_string(), START + 80 * minute),
+    ];
+    assert_eq!(episodes(&alerts), expected);
+    assert!(json_lines(&dir.path().join("dead.jsonl")).is_empty());
+}
+
+#[test]
+fn sigterm_stops_a_paced_replay_cleanly_and_flushes_what_was_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    // One reading a second for an hour, replayed in real time: far longer
+    // than the test waits.
+    let lines: Vec<String> = (0..3600)
+        .map(|s| {
+            format!(
+                r#"{{"device":"t1","ts":"{}","temperature_c":9.0}}"#,
+                rfc3339(START + s * 1000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    write(
+        dir.path(),
+        "pipeline.yaml",
+        PIPELINE.replace("path: in.jsonl", "path: in.jsonl\n    speed: 1"),
+    );
+    let child = support::floe()
+        .args(["run", "pipeline.yaml"])
+        .current_dir(dir.path())
+        .env("FLOE_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let processed = json_lines(&dir.path().join("events.jsonl")).len();
+    assert!((1..3600).contains(&processed), "processed {processed}");
+    assert!(
+        stderr(&out).contains(&format!("{processed} events")),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -140,7 +140,9 @@ impl FileSource {
                 Ok(event) => {
                     if pacer.must_wait(event.time) {
                         ingest.flush_blocking()?;
-                        pacer.wait(event.time);
+                        if !pacer.wait(event.time, || ingest.shutdown_requested()) {
+                            break;
+                        }
                     }
                     ingest.route_blocking(event)?;
                 }
@@ -249,9 +251,21 @@ impl Pacer {
         self.due(event_time).is_some_and(|due| due > Instant::now())
     }
 
-    fn wait(&mut self, event_time: i64) {
-        if let Some(due) = self.due(event_time) {
-            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    /// Sleeps until `event_time` is due, in short naps so a shutdown
+    /// request is noticed; returns false if `stop` said to stop.
+    fn wait(&mut self, event_time: i64, stop: impl Fn() -> bool) -> bool {
+        let Some(due) = self.due(event_time) else {
+            return true;
+        };
+        loop {
+            if stop() {
+                return false;
+            }
+            let left = due.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
         }
     }
 }
