@@ -77,5 +77,23 @@ operators:
     bench_pipeline(c, "threshold_10k_keys", &yaml);
 }
 
-criterion_group!(benches, threshold);
+/// The issue's operator-core target: threshold plus a sliding 5m/1m window
+/// with mean and p95, over 10,000 keys.
+fn threshold_and_window(c: &mut Criterion) {
+    let yaml = format!(
+        "{SOURCE}
+operators:
+  too_warm: {{type: threshold, inputs: [trucks], field: temperature_c, above: 4.0, for: 2m, clear_below: 3.5}}
+  temp_5m:
+    type: window
+    inputs: [trucks]
+    size: 5m
+    slide: 1m
+    aggregates: {{temp_mean: mean(temperature_c), temp_p95: p95(temperature_c)}}
+"
+    );
+    bench_pipeline(c, "threshold_sliding_window_10k_keys", &yaml);
+}
+
+criterion_group!(benches, threshold, threshold_and_window);
 criterion_main!(benches);

@@ -101,7 +101,11 @@ impl Node {
 /// Parses YAML text into a tree, then replaces `${VAR}` in string values
 /// from the environment.
 pub fn parse(text: &str) -> Result<Node, Vec<ConfigError>> {
-    let raw: SaphyrSpanned<RawNode> = serde_saphyr::from_str(text).map_err(|e| {
+    // YAML 1.2 booleans only: with YAML 1.1's, an aggregate named `n` or a
+    // key `no` would silently become `false`.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    let raw: SaphyrSpanned<RawNode> = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let e = e.without_snippet();
         let loc = e.location().map(|l| Loc::new(l.line(), l.column()));
         vec![ConfigError::new(loc, strip_position(&e.to_string()))]
@@ -574,6 +578,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
     struct Sample {
         threshold: f64,
         #[serde(default)]
@@ -619,6 +624,14 @@ mod tests {
         let err = from_node::<Sample>(root.get("x").unwrap()).unwrap_err();
         assert_eq!(err.message, "missing field `threshold`");
         assert_eq!(err.loc, Some(Loc::new(2, 3)));
+    }
+
+    #[test]
+    fn only_yaml_1_2_booleans_are_booleans() {
+        let root = parse_one("a: yes\nn: 1\nb: true\n");
+        assert_eq!(root.get("a").unwrap().kind, NodeKind::Str("yes".into()));
+        assert!(root.get("n").is_some());
+        assert_eq!(root.get("b").unwrap().kind, NodeKind::Bool(true));
     }
 
     #[test]

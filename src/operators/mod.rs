@@ -10,14 +10,14 @@
 //! implements [`OperatorSpec`] and an operator that implements [`Operator`],
 //! then add one line to [`REGISTRY`].
 
-// mod aggregate;
+mod aggregate;
 mod alerting;
 // mod expr;
 // pub mod filter;
-// pub mod rolling;
+pub mod rolling;
 mod template;
 pub mod threshold;
-// pub mod window;
+pub mod window;
 
 use crate::config::{ConfigError, Loc, Node, Registry, from_node};
 use crate::event::{Alert, Event, FieldId, Key, Schema};
@@ -31,8 +31,8 @@ pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
     built: &[
         // ("filter", spec::<filter::Config>),
         ("threshold", spec::<threshold::Config>),
-        // ("window", spec::<window::Config>),
-        // ("rolling", spec::<rolling::Config>),
+        ("window", spec::<window::Config>),
+        ("rolling", spec::<rolling::Config>),
     ],
     planned: &["anomaly", "forecast", "absence"],
 };
