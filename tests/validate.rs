@@ -30,6 +30,8 @@ macro_rules! invalid {
 
 invalid!(
     bad_duration,
+    bad_expressions,
+    bad_field_reference,
     bad_tests,
     cycle,
     everything_at_once,

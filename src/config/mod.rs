@@ -113,7 +113,7 @@ pub struct SinkDef {
 
 /// How a section's registry turns a component's mapping (without its common
 /// keys) into its spec.
-pub type ParseFn<T> = fn(&Node) -> Result<Box<T>, ConfigError>;
+pub type ParseFn<T> = fn(&Node) -> Result<Box<T>, Vec<ConfigError>>;
 
 /// One section's component types: the built ones, and the ones planned but
 /// not built yet (named so the error can say so instead of "unknown").
@@ -125,7 +125,11 @@ pub struct Registry<T: ?Sized + 'static> {
 
 impl<T: ?Sized> Registry<T> {
     /// Parses the spec of a component of type `type_name`.
-    pub fn parse(&self, type_name: &Spanned<String>, node: &Node) -> Result<Box<T>, ConfigError> {
+    pub fn parse(
+        &self,
+        type_name: &Spanned<String>,
+        node: &Node,
+    ) -> Result<Box<T>, Vec<ConfigError>> {
         if let Some((_, parse)) = self
             .built
             .iter()
@@ -151,7 +155,7 @@ impl<T: ?Sized> Registry<T> {
             };
             format!("unknown {} type `{}`{hint}", self.section, type_name.value)
         };
-        Err(ConfigError::at(type_name.loc, message))
+        Err(vec![ConfigError::at(type_name.loc, message)])
     }
 }
 
@@ -320,22 +324,23 @@ fn parse_spec<T: ?Sized>(
     registry: &Registry<T>,
     raw: &RawComponent,
     shared: &[&str],
-) -> Result<Box<T>, ConfigError> {
+) -> Result<Box<T>, Vec<ConfigError>> {
     let mut skip = vec!["type"];
     skip.extend_from_slice(shared);
+    let hint_shared = |mut e: ConfigError| {
+        let unknown = e
+            .message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.strip_suffix('`'));
+        if let Some(word) = unknown {
+            let hint = did_you_mean(word, shared.iter().copied());
+            e.message.push_str(&hint);
+        }
+        e
+    };
     registry
         .parse(&raw.type_name, &raw.node.without(&skip))
-        .map_err(|mut e| {
-            if let Some(word) = e
-                .message
-                .strip_prefix("unknown field `")
-                .and_then(|m| m.strip_suffix('`'))
-            {
-                let hint = did_you_mean(word, shared.iter().copied());
-                e.message.push_str(&hint);
-            }
-            e
-        })
+        .map_err(|errors| errors.into_iter().map(hint_shared).collect())
 }
 
 fn parse_inputs(component: &Node) -> Result<Vec<Spanned<String>>, ConfigError> {
@@ -378,13 +383,11 @@ fn parse_section<T: ?Sized, C>(
         match (shared(&raw), parse_spec(registry, &raw, shared_keys)) {
             (Ok(common), Ok(spec)) => out.push((raw.id, raw.loc, common, spec)),
             (common, spec) => {
-                let problems = [common.err(), spec.err()];
-                errors.extend(
-                    problems
-                        .into_iter()
-                        .flatten()
-                        .map(|e| e.in_component(what, &raw.id)),
-                );
+                let problems = common
+                    .err()
+                    .into_iter()
+                    .chain(spec.err().into_iter().flatten());
+                errors.extend(problems.map(|e| e.in_component(what, &raw.id)));
                 broken.push(Broken {
                     section: what,
                     inputs: parse_inputs(raw.node).unwrap_or_default(),
@@ -516,9 +519,15 @@ fn parse_dead_letter(root: &Node, errors: &mut Vec<ConfigError>) -> Option<Box<d
             }
         },
     };
-    collect(
-        parse_spec(&crate::sinks::REGISTRY, &raw, &[])
-            .map_err(|e| e.in_component("sink", "dead_letter")),
-        errors,
-    )
+    match parse_spec(&crate::sinks::REGISTRY, &raw, &[]) {
+        Ok(spec) => Some(spec),
+        Err(problems) => {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|e| e.in_component("sink", "dead_letter")),
+            );
+            None
+        }
+    }
 }

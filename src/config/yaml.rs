@@ -105,11 +105,12 @@ pub fn parse(text: &str) -> Result<Node, Vec<ConfigError>> {
     // key `no` would silently become `false`.
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
-    let raw: SaphyrSpanned<RawNode> = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-        let e = e.without_snippet();
-        let loc = e.location().map(|l| Loc::new(l.line(), l.column()));
-        vec![ConfigError::new(loc, strip_position(&e.to_string()))]
-    })?;
+    let raw: SaphyrSpanned<RawNode> =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+            let e = e.without_snippet();
+            let loc = e.location().map(|l| Loc::new(l.line(), l.column()));
+            vec![ConfigError::new(loc, strip_position(&e.to_string()))]
+        })?;
     let mut node = Node::from(raw);
     let mut errors = Vec::new();
     substitute_env(&mut node, &mut errors);

@@ -44,7 +44,8 @@ pub enum Func {
 }
 
 const NAMES: &[&str] = &[
-    "count", "sum", "mean", "min", "max", "stddev", "p50", "p95", "p99", "first", "last", "rate", "slope",
+    "count", "sum", "mean", "min", "max", "stddev", "p50", "p95", "p99", "first", "last", "rate",
+    "slope",
 ];
 
 impl Func {
@@ -62,7 +63,11 @@ impl Func {
             "slope" => Func::Slope,
             p if p.starts_with('p') && p.len() > 1 => match p[1..].parse::<f64>() {
                 Ok(q) if (0.0..=100.0).contains(&q) => Func::Quantile(q / 100.0),
-                _ => return Err(format!("bad percentile `{p}`: use p0 to p100, like p95 or p99.9")),
+                _ => {
+                    return Err(format!(
+                        "bad percentile `{p}`: use p0 to p100, like p95 or p99.9"
+                    ));
+                }
             },
             other => {
                 let hint = did_you_mean(other, NAMES.iter().copied());
@@ -84,9 +89,11 @@ pub struct Aggregate {
 /// Parses `func(field)` or `count()`.
 pub fn parse(output: &str, expr: &str) -> Result<Aggregate, String> {
     let expr = expr.trim();
-    let (name, rest) = expr
-        .split_once('(')
-        .ok_or_else(|| format!("`{expr}` is not an aggregate: write it as function(field), like mean(temperature_c)"))?;
+    let (name, rest) = expr.split_once('(').ok_or_else(|| {
+        format!(
+            "`{expr}` is not an aggregate: write it as function(field), like mean(temperature_c)"
+        )
+    })?;
     let field = rest
         .strip_suffix(')')
         .ok_or_else(|| format!("`{expr}`: missing `)`"))?
@@ -94,8 +101,15 @@ pub fn parse(output: &str, expr: &str) -> Result<Aggregate, String> {
     let func = Func::parse(name.trim())?;
     let field = match (func, field) {
         (Func::Count, "") => None,
-        (_, "") => return Err(format!("`{expr}`: name the field, like {}(temperature_c)", name.trim())),
-        (_, f) if f.contains(['(', ')', ',']) => return Err(format!("`{expr}`: one field name expected")),
+        (_, "") => {
+            return Err(format!(
+                "`{expr}`: name the field, like {}(temperature_c)",
+                name.trim()
+            ));
+        }
+        (_, f) if f.contains(['(', ')', ',']) => {
+            return Err(format!("`{expr}`: one field name expected"));
+        }
         (_, f) => Some(f.to_string()),
     };
     Ok(Aggregate {
@@ -110,16 +124,24 @@ pub fn parse(output: &str, expr: &str) -> Result<Aggregate, String> {
 pub struct Aggregates(Vec<(Spanned<String>, Spanned<String>)>);
 
 impl Aggregates {
-    /// The parsed aggregates, or the first problem with its position.
-    pub fn parse(aggregates: &Spanned<Aggregates>) -> Result<Vec<Aggregate>, ConfigError> {
+    /// The parsed aggregates, or every problem with its position.
+    pub fn parse(aggregates: &Spanned<Aggregates>) -> Result<Vec<Aggregate>, Vec<ConfigError>> {
         if aggregates.0.is_empty() {
-            return Err(ConfigError::at(aggregates.loc, "`aggregates` must name at least one aggregate"));
+            return Err(vec![ConfigError::at(
+                aggregates.loc,
+                "`aggregates` must name at least one aggregate",
+            )]);
         }
-        aggregates
+        let (parsed, problems): (Vec<_>, Vec<_>) = aggregates
             .0
             .iter()
             .map(|(name, expr)| parse(name, expr).map_err(|e| ConfigError::at(expr.loc, e)))
-            .collect()
+            .partition(Result::is_ok);
+        if problems.is_empty() {
+            Ok(parsed.into_iter().flatten().collect())
+        } else {
+            Err(problems.into_iter().filter_map(Result::err).collect())
+        }
     }
 
     /// Output field names.
@@ -133,7 +155,10 @@ impl Aggregates {
             .iter()
             .filter_map(|(name, expr)| {
                 let field = parse(name, expr).ok()?.field?;
-                Some(FieldRef { name: field, loc: expr.loc })
+                Some(FieldRef {
+                    name: field,
+                    loc: expr.loc,
+                })
             })
             .collect()
     }
@@ -145,7 +170,9 @@ impl<'de> Deserialize<'de> for Aggregates {
         impl<'de> Visitor<'de> for V {
             type Value = Aggregates;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a mapping of output field to aggregate, like {temp_mean: mean(temperature_c)}")
+                f.write_str(
+                    "a mapping of output field to aggregate, like {temp_mean: mean(temperature_c)}",
+                )
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Aggregates, A::Error> {
                 let mut entries = Vec::new();
@@ -327,16 +354,27 @@ mod tests {
     #[test]
     fn parses_expressions() {
         let a = parse("p", "p95(temperature_c)").unwrap();
-        assert_eq!((a.func, a.field.as_deref()), (Func::Quantile(0.95), Some("temperature_c")));
+        assert_eq!(
+            (a.func, a.field.as_deref()),
+            (Func::Quantile(0.95), Some("temperature_c"))
+        );
         assert_eq!(parse("c", "count()").unwrap().field, None);
-        assert_eq!(parse("c", " count( x ) ").unwrap().field.as_deref(), Some("x"));
-        let Func::Quantile(q) = parse("p", "p99.9(x)").unwrap().func else { panic!() };
+        assert_eq!(
+            parse("c", " count( x ) ").unwrap().field.as_deref(),
+            Some("x")
+        );
+        let Func::Quantile(q) = parse("p", "p99.9(x)").unwrap().func else {
+            panic!()
+        };
         assert!((q - 0.999).abs() < 1e-12);
     }
 
     #[test]
     fn rejects_bad_expressions_with_hints() {
-        assert_eq!(parse("m", "maen(x)").unwrap_err(), "unknown aggregate function `maen`, did you mean `mean`?");
+        assert_eq!(
+            parse("m", "maen(x)").unwrap_err(),
+            "unknown aggregate function `maen`, did you mean `mean`?"
+        );
         for bad in ["mean", "mean(x", "mean()", "p101(x)", "mean(a, b)", "px(x)"] {
             assert!(parse("o", bad).is_err(), "{bad}");
         }
@@ -389,7 +427,16 @@ mod tests {
 
     #[test]
     fn each_function_on_a_small_series() {
-        let s = [(0, 2.0), (1000, 4.0), (2000, 4.0), (3000, 4.0), (4000, 5.0), (5000, 5.0), (6000, 7.0), (7000, 9.0)];
+        let s = [
+            (0, 2.0),
+            (1000, 4.0),
+            (2000, 4.0),
+            (3000, 4.0),
+            (4000, 5.0),
+            (5000, 5.0),
+            (6000, 7.0),
+            (7000, 9.0),
+        ];
         assert_eq!(eval(Func::Count, &s), Some(8.0));
         assert_eq!(eval(Func::Sum, &s), Some(40.0));
         assert_eq!(eval(Func::Mean, &s), Some(5.0));
@@ -420,7 +467,9 @@ mod tests {
         let mut x = 12345u64;
         let mut values = Vec::new();
         for _ in 0..3001 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             values.push((x >> 40) as f64 / 1000.0 - 5000.0);
         }
         let mut sorted = values.clone();
@@ -436,7 +485,9 @@ mod tests {
 
     #[test]
     fn moments_stay_precise_with_a_large_offset_and_merge_and_remove() {
-        let points: Vec<_> = (0..1000).map(|i| (i * 1000, 1e9 + (i % 7) as f64 * 0.1)).collect();
+        let points: Vec<_> = (0..1000)
+            .map(|i| (i * 1000, 1e9 + (i % 7) as f64 * 0.1))
+            .collect();
         let reference = {
             let small: Vec<_> = points.iter().map(|&(t, v)| (t, v - 1e9)).collect();
             eval(Func::Stddev, &small).unwrap()
@@ -445,7 +496,11 @@ mod tests {
 
         let (mut a, mut b, mut all) = (Moments::default(), Moments::default(), Moments::default());
         for (i, &(t, v)) in points.iter().enumerate() {
-            if i < 400 { a.add(t, v) } else { b.add(t, v) }
+            if i < 400 {
+                a.add(t, v)
+            } else {
+                b.add(t, v)
+            }
             all.add(t, v);
         }
         a.merge(&b);

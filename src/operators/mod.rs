@@ -12,8 +12,8 @@
 
 mod aggregate;
 mod alerting;
-// mod expr;
-// pub mod filter;
+mod expr;
+pub mod filter;
 pub mod rolling;
 mod template;
 pub mod threshold;
@@ -29,7 +29,7 @@ use std::fmt::Debug;
 pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
     section: "operator",
     built: &[
-        // ("filter", spec::<filter::Config>),
+        ("filter", spec::<filter::Config>),
         ("threshold", spec::<threshold::Config>),
         ("window", spec::<window::Config>),
         ("rolling", spec::<rolling::Config>),
@@ -39,9 +39,12 @@ pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
 
 fn spec<C: OperatorSpec + DeserializeOwned + 'static>(
     node: &Node,
-) -> Result<Box<dyn OperatorSpec>, ConfigError> {
-    let config: C = from_node(node)?;
-    config.check()?;
+) -> Result<Box<dyn OperatorSpec>, Vec<ConfigError>> {
+    let config: C = from_node(node).map_err(|e| vec![e])?;
+    let problems = config.check();
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     Ok(Box::new(config))
 }
 
@@ -55,8 +58,8 @@ pub trait OperatorSpec: Debug + Send + Sync {
     fn emits(&self) -> Emits;
 
     /// Checks what serde cannot: combinations of options, value ranges.
-    fn check(&self) -> Result<(), ConfigError> {
-        Ok(())
+    fn check(&self) -> Vec<ConfigError> {
+        Vec::new()
     }
 
     /// Builds the running operator (with no key state yet).
@@ -208,8 +211,8 @@ pub(crate) mod test_support {
             Harness::try_new(type_name, options).unwrap_or_else(|e| panic!("{e:?}"))
         }
 
-        pub fn try_new(type_name: &str, options: &str) -> Result<Harness, ConfigError> {
-            let node = yaml::parse(options).map_err(|mut e| e.remove(0))?;
+        pub fn try_new(type_name: &str, options: &str) -> Result<Harness, Vec<ConfigError>> {
+            let node = yaml::parse(options)?;
             let type_name = Spanned {
                 value: type_name.to_string(),
                 loc: Loc::default(),

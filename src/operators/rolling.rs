@@ -20,7 +20,7 @@
 //! are dropped first, so a very high rate over a long `over` is bounded.
 
 use super::aggregate::{self, Aggregates, Func, Moments, Readings};
-use super::{BuildContext, Emits, Emitter, FieldRef, KeyedOperator, Keyed, Operator, OperatorSpec};
+use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
 use crate::event::{Event, FieldId, Value};
 use serde::{Deserialize, Serialize};
@@ -53,18 +53,26 @@ impl OperatorSpec for Config {
         }
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
-        let at = |loc, message: &str| Err(ConfigError::at(loc, message));
-        match (&self.over, &self.last) {
-            (None, None) => return at(self.aggregates.loc, "give `over` (a duration) or `last` (a count)"),
-            (Some(_), Some(last)) => return at(last.loc, "give `over` or `last`, not both"),
-            (Some(over), None) if over.ms() <= 0 => return at(over.loc, "`over` must be longer than 0"),
-            (None, Some(last)) if !(1..=MAX_READINGS).contains(&last.value) => {
-                return at(last.loc, "`last` must be between 1 and 100000");
+    fn check(&self) -> Vec<ConfigError> {
+        let mut problems = Aggregates::parse(&self.aggregates)
+            .err()
+            .unwrap_or_default();
+        let span = match (&self.over, &self.last) {
+            (None, None) => Some((
+                self.aggregates.loc,
+                "give `over` (a duration) or `last` (a count)",
+            )),
+            (Some(_), Some(last)) => Some((last.loc, "give `over` or `last`, not both")),
+            (Some(over), None) if over.ms() <= 0 => {
+                Some((over.loc, "`over` must be longer than 0"))
             }
-            _ => {}
-        }
-        Aggregates::parse(&self.aggregates).map(|_| ())
+            (None, Some(last)) if !(1..=MAX_READINGS).contains(&last.value) => {
+                Some((last.loc, "`last` must be between 1 and 100000"))
+            }
+            _ => None,
+        };
+        problems.extend(span.map(|(loc, message)| ConfigError::at(loc, message)));
+        problems
     }
 
     fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
@@ -74,10 +82,13 @@ impl OperatorSpec for Config {
         for a in &aggregates {
             let input = a.field.as_ref().map(|name| {
                 let id = ctx.numeric_field(name);
-                let index = inputs.iter().position(|(f, _)| *f == id).unwrap_or_else(|| {
-                    inputs.push((id, false));
-                    inputs.len() - 1
-                });
+                let index = inputs
+                    .iter()
+                    .position(|(f, _)| *f == id)
+                    .unwrap_or_else(|| {
+                        inputs.push((id, false));
+                        inputs.len() - 1
+                    });
                 inputs[index].1 |= matches!(a.func, Func::Quantile(_));
                 index
             });
@@ -211,7 +222,11 @@ impl Rolling {
             Span::Last(count) => (n + 1).saturating_sub(count),
             Span::Over(ms) => {
                 let cutoff = t - ms;
-                let older = state.events.iter().take_while(|(_, time)| *time <= cutoff).count();
+                let older = state
+                    .events
+                    .iter()
+                    .take_while(|(_, time)| *time <= cutoff)
+                    .count();
                 state.events.get(older).map_or(n, |(k, _)| *k)
             }
         };
@@ -268,7 +283,10 @@ mod tests {
 
     #[test]
     fn duration_span_excludes_readings_at_or_before_t_minus_over() {
-        let mut h = Harness::new("rolling", "over: 10s\naggregates: {n: count(), s: sum(temp), lo: min(temp), hi: max(temp)}\n");
+        let mut h = Harness::new(
+            "rolling",
+            "over: 10s\naggregates: {n: count(), s: sum(temp), lo: min(temp), hi: max(temp)}\n",
+        );
         let expect = [
             (0, 5.0, (1.0, 5.0, 5.0, 5.0)),
             (4_000, 1.0, (2.0, 6.0, 1.0, 5.0)),
@@ -278,14 +296,22 @@ mod tests {
         ];
         for (t, v, (n, s, lo, hi)) in expect {
             let e = push(&mut h, t, Some(v));
-            let got = (get(&mut h, &e, "n"), get(&mut h, &e, "s"), get(&mut h, &e, "lo"), get(&mut h, &e, "hi"));
+            let got = (
+                get(&mut h, &e, "n"),
+                get(&mut h, &e, "s"),
+                get(&mut h, &e, "lo"),
+                get(&mut h, &e, "hi"),
+            );
             assert_eq!(got, (Some(n), Some(s), Some(lo), Some(hi)), "at {t}");
         }
     }
 
     #[test]
     fn count_span_keeps_the_last_n_events_and_the_input_fields() {
-        let mut h = Harness::new("rolling", "last: 3\naggregates: {avg: mean(temp), first: first(temp), n: count(temp)}\n");
+        let mut h = Harness::new(
+            "rolling",
+            "last: 3\naggregates: {avg: mean(temp), first: first(temp), n: count(temp)}\n",
+        );
         let mut last = None;
         for (i, v) in [1.0, 2.0, 3.0, 4.0, 10.0].into_iter().enumerate() {
             last = Some(push(&mut h, i as i64 * 1000, Some(v)));
@@ -293,7 +319,11 @@ mod tests {
         let e = last.unwrap();
         assert_eq!(get(&mut h, &e, "avg"), Some(17.0 / 3.0));
         assert_eq!(get(&mut h, &e, "first"), Some(3.0));
-        assert_eq!(get(&mut h, &e, "temp"), Some(10.0), "the input's fields are kept");
+        assert_eq!(
+            get(&mut h, &e, "temp"),
+            Some(10.0),
+            "the input's fields are kept"
+        );
         // An event without the field still counts towards `last`.
         let e = push(&mut h, 5000, None);
         assert_eq!(get(&mut h, &e, "n"), Some(2.0));
@@ -301,11 +331,16 @@ mod tests {
 
     #[test]
     fn min_max_and_percentiles_follow_evictions_exactly() {
-        let mut h = Harness::new("rolling", "last: 50\naggregates: {lo: min(temp), hi: max(temp), p90: p90(temp), sd: stddev(temp)}\n");
+        let mut h = Harness::new(
+            "rolling",
+            "last: 50\naggregates: {lo: min(temp), hi: max(temp), p90: p90(temp), sd: stddev(temp)}\n",
+        );
         let mut all = Vec::new();
         let mut x = 99u64;
         for i in 0..500 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let v = ((x >> 33) % 1000) as f64 / 10.0;
             all.push(v);
             let e = push(&mut h, i * 100, Some(v));
@@ -314,19 +349,31 @@ mod tests {
             let hi = window.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             assert_eq!(get(&mut h, &e, "lo"), Some(lo), "min at {i}");
             assert_eq!(get(&mut h, &e, "hi"), Some(hi), "max at {i}");
-            assert_eq!(get(&mut h, &e, "p90"), super::aggregate::quantile(window, 0.9), "p90 at {i}");
+            assert_eq!(
+                get(&mut h, &e, "p90"),
+                super::aggregate::quantile(window, 0.9),
+                "p90 at {i}"
+            );
             if window.len() > 1 {
                 let mean = window.iter().sum::<f64>() / window.len() as f64;
-                let var = window.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (window.len() - 1) as f64;
+                let var = window.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
+                    / (window.len() - 1) as f64;
                 let sd = get(&mut h, &e, "sd").unwrap();
-                assert!((sd - var.sqrt()).abs() < 1e-9, "stddev at {i}: {sd} vs {}", var.sqrt());
+                assert!(
+                    (sd - var.sqrt()).abs() < 1e-9,
+                    "stddev at {i}: {sd} vs {}",
+                    var.sqrt()
+                );
             }
         }
     }
 
     #[test]
     fn slope_and_rate_over_a_ramp() {
-        let mut h = Harness::new("rolling", "over: 1h\naggregates: {slope: slope(temp), rate: rate(temp)}\n");
+        let mut h = Harness::new(
+            "rolling",
+            "over: 1h\naggregates: {slope: slope(temp), rate: rate(temp)}\n",
+        );
         let mut e = push(&mut h, 0, Some(2.0));
         assert_eq!(get(&mut h, &e, "slope"), None);
         for i in 1..=30 {

@@ -101,36 +101,31 @@ impl OperatorSpec for Config {
         Emits::Alerts
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
-        let at = |loc, msg: &str| Err(ConfigError::at(loc, msg));
+    fn check(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |loc, message: &str| problems.push(ConfigError::at(loc, message));
         match (&self.above, &self.below) {
-            (None, None) => return at(self.field.loc, "give `above` or `below`"),
-            (Some(_), Some(b)) => return at(b.loc, "give `above` or `below`, not both"),
+            (None, None) => problem(self.field.loc, "give `above` or `below`"),
+            (Some(_), Some(b)) => problem(b.loc, "give `above` or `below`, not both"),
             _ => {}
         }
-        if let (Some(above), Some(clear)) = (&self.above, &self.clear_below) {
-            if clear.value > above.value {
-                return at(
-                    clear.loc,
-                    "`clear_below` must not be above the `above` limit",
-                );
-            }
+        match (&self.above, &self.clear_below) {
+            (Some(above), Some(clear)) if clear.value > above.value => problem(
+                clear.loc,
+                "`clear_below` must not be above the `above` limit",
+            ),
+            (None, Some(clear)) => problem(clear.loc, "`clear_below` goes with `above`"),
+            _ => {}
         }
-        if let (Some(below), Some(clear)) = (&self.below, &self.clear_above) {
-            if clear.value < below.value {
-                return at(
-                    clear.loc,
-                    "`clear_above` must not be below the `below` limit",
-                );
-            }
+        match (&self.below, &self.clear_above) {
+            (Some(below), Some(clear)) if clear.value < below.value => problem(
+                clear.loc,
+                "`clear_above` must not be below the `below` limit",
+            ),
+            (None, Some(clear)) => problem(clear.loc, "`clear_above` goes with `below`"),
+            _ => {}
         }
-        if let (None, Some(c)) = (&self.above, &self.clear_below) {
-            return at(c.loc, "`clear_below` goes with `above`");
-        }
-        if let (None, Some(c)) = (&self.below, &self.clear_above) {
-            return at(c.loc, "`clear_above` goes with `below`");
-        }
-        Ok(())
+        problems
     }
 
     fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
@@ -211,11 +206,11 @@ impl Operator for Threshold {
             }
             s @ State::Pending { .. } => s,
         };
-        if let State::Pending { since } = *state {
-            if t - since >= self.hold_ms {
-                self.emit(AlertState::Firing, event, since, v, out);
-                *state = State::Firing { since };
-            }
+        if let State::Pending { since } = *state
+            && t - since >= self.hold_ms
+        {
+            self.emit(AlertState::Firing, event, since, v, out);
+            *state = State::Firing { since };
         }
     }
 }

@@ -21,7 +21,7 @@
 //! an event is added once, not once per window.
 
 use super::aggregate::{self, Aggregates, Func, Moments, Readings};
-use super::{BuildContext, Emits, Emitter, FieldRef, KeyedOperator, Keyed, Operator, OperatorSpec};
+use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
 use crate::event::{Event, FieldId, Key, Value};
 use serde::{Deserialize, Serialize};
@@ -59,17 +59,26 @@ impl OperatorSpec for Config {
         }
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
+    fn check(&self) -> Vec<ConfigError> {
+        let mut problems = Aggregates::parse(&self.aggregates)
+            .err()
+            .unwrap_or_default();
         if self.size.ms() <= 0 {
-            return Err(ConfigError::at(self.size.loc, "`size` must be longer than 0"));
+            problems.push(ConfigError::at(
+                self.size.loc,
+                "`size` must be longer than 0",
+            ));
         }
-        if let Some(slide) = &self.slide {
-            if slide.ms() <= 0 || self.size.ms() % slide.ms() != 0 {
-                let message = format!("`size` ({}) must be a multiple of `slide` ({})", self.size.value, slide.value);
-                return Err(ConfigError::at(slide.loc, message));
-            }
+        if let Some(slide) = &self.slide
+            && (slide.ms() <= 0 || self.size.ms() % slide.ms() != 0)
+        {
+            let message = format!(
+                "`size` ({}) must be a multiple of `slide` ({})",
+                self.size.value, slide.value
+            );
+            problems.push(ConfigError::at(slide.loc, message));
         }
-        Aggregates::parse(&self.aggregates).map(|_| ())
+        problems
     }
 
     fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
@@ -79,10 +88,13 @@ impl OperatorSpec for Config {
         for a in &aggregates {
             let input = a.field.as_ref().map(|name| {
                 let id = ctx.numeric_field(name);
-                let index = inputs.iter().position(|(f, _)| *f == id).unwrap_or_else(|| {
-                    inputs.push((id, false));
-                    inputs.len() - 1
-                });
+                let index = inputs
+                    .iter()
+                    .position(|(f, _)| *f == id)
+                    .unwrap_or_else(|| {
+                        inputs.push((id, false));
+                        inputs.len() - 1
+                    });
                 inputs[index].1 |= matches!(a.func, Func::Quantile(_));
                 index
             });
@@ -228,7 +240,10 @@ impl Window {
     /// Emits the window `[end - size, end)` if it holds any event.
     fn emit(&self, state: &State, key: &Key, end: i64, out: &mut Emitter) {
         let begin = end - self.size;
-        let mut panes = state.panes.iter().filter(|p| p.start >= begin && p.start < end);
+        let mut panes = state
+            .panes
+            .iter()
+            .filter(|p| p.start >= begin && p.start < end);
         let Some(first) = panes.next() else {
             return;
         };
@@ -237,11 +252,17 @@ impl Window {
                 first
             } else {
                 merged.events = 0;
-                merged.fields.resize_with(self.inputs.len(), Summary::default);
+                merged
+                    .fields
+                    .resize_with(self.inputs.len(), Summary::default);
                 merged.fields.iter_mut().for_each(Summary::clear);
                 for pane in std::iter::once(first).chain(panes) {
                     merged.events += pane.events;
-                    merged.fields.iter_mut().zip(&pane.fields).for_each(|(m, p)| m.merge(p));
+                    merged
+                        .fields
+                        .iter_mut()
+                        .zip(&pane.fields)
+                        .for_each(|(m, p)| m.merge(p));
                 }
                 &*merged
             };
@@ -318,7 +339,10 @@ mod tests {
 
     #[test]
     fn tumbling_windows_close_when_the_clock_reaches_their_end() {
-        let mut h = Harness::new("window", "size: 1m\naggregates: {n: count(), avg: mean(temp)}\n");
+        let mut h = Harness::new(
+            "window",
+            "size: 1m\naggregates: {n: count(), avg: mean(temp)}\n",
+        );
         assert!(push(&mut h, "a", 0, 1.0).is_empty());
         assert!(push(&mut h, "a", 59_999, 3.0).is_empty());
         // An event exactly at the boundary belongs to the next window.
@@ -334,14 +358,21 @@ mod tests {
 
     #[test]
     fn each_event_is_in_size_over_slide_sliding_windows() {
-        let mut h = Harness::new("window", "size: 3m\nslide: 1m\naggregates: {n: count(), s: sum(temp)}\n");
+        let mut h = Harness::new(
+            "window",
+            "size: 3m\nslide: 1m\naggregates: {n: count(), s: sum(temp)}\n",
+        );
         let mut out = push(&mut h, "a", 30_000, 1.0);
         out.extend(push(&mut h, "a", MINUTE + 30_000, 10.0));
         out.extend(push(&mut h, "a", 10 * MINUTE, 100.0));
         out.extend(events(h.end("a")));
         let mut ends = Vec::new();
         for e in out {
-            ends.push((e.time / MINUTE, field(&mut h, &e, "n"), field(&mut h, &e, "s")));
+            ends.push((
+                e.time / MINUTE,
+                field(&mut h, &e, "n"),
+                field(&mut h, &e, "s"),
+            ));
         }
         assert_eq!(
             ends,
@@ -370,7 +401,10 @@ mod tests {
 
     #[test]
     fn missing_fields_leave_aggregates_out_but_count_events() {
-        let mut h = Harness::new("window", "size: 1m\naggregates: {n: count(), nt: count(temp), avg: mean(temp)}\n");
+        let mut h = Harness::new(
+            "window",
+            "size: 1m\naggregates: {n: count(), nt: count(temp), avg: mean(temp)}\n",
+        );
         h.push("a", 0, &[("other", Value::Num(1.0))]);
         let out = events(h.end("a"));
         assert_eq!(field(&mut h, &out[0], "n"), Some(1.0));
@@ -380,11 +414,16 @@ mod tests {
 
     #[test]
     fn sliding_percentiles_are_exact() {
-        let mut h = Harness::new("window", "size: 5m\nslide: 1m\naggregates: {p95: p95(temp), p50: p50(temp)}\n");
+        let mut h = Harness::new(
+            "window",
+            "size: 5m\nslide: 1m\naggregates: {p95: p95(temp), p50: p50(temp)}\n",
+        );
         let mut all = Vec::new();
         let mut x = 7u64;
         for i in 0..300 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let v = (x >> 40) as f64 / 1e4;
             all.push((i * 1000, v));
             push(&mut h, "a", i * 1000, v);
@@ -393,12 +432,21 @@ mod tests {
         // The window [0, 5m) holds every reading.
         let full = out.iter().find(|e| e.time == 5 * MINUTE).unwrap();
         let values: Vec<f64> = all.iter().map(|p| p.1).collect();
-        assert_eq!(field(&mut h, full, "p95"), super::aggregate::quantile(&values, 0.95));
-        assert_eq!(field(&mut h, full, "p50"), super::aggregate::quantile(&values, 0.5));
+        assert_eq!(
+            field(&mut h, full, "p95"),
+            super::aggregate::quantile(&values, 0.95)
+        );
+        assert_eq!(
+            field(&mut h, full, "p50"),
+            super::aggregate::quantile(&values, 0.5)
+        );
         // The window [1m, 6m) holds the readings from 60 s on.
         let later = out.iter().find(|e| e.time == 6 * MINUTE).unwrap();
         let tail: Vec<f64> = all[60..].iter().map(|p| p.1).collect();
-        assert_eq!(field(&mut h, later, "p95"), super::aggregate::quantile(&tail, 0.95));
+        assert_eq!(
+            field(&mut h, later, "p95"),
+            super::aggregate::quantile(&tail, 0.95)
+        );
     }
 
     #[test]

@@ -21,22 +21,18 @@ pub struct Reorder {
 
 impl Reorder {
     /// Takes an event; the ones now safe to process are appended to `ready`
-    /// in time order. A late event is handed back as `Err`.
-    pub fn push(
-        &mut self,
-        event: Event,
-        max_ooo: i64,
-        ready: &mut Vec<Event>,
-    ) -> Result<(), Event> {
+    /// in time order. A late event is handed back.
+    #[must_use = "a late event must be dead-lettered"]
+    pub fn push(&mut self, event: Event, max_ooo: i64, ready: &mut Vec<Event>) -> Option<Event> {
         let latest = self.latest.unwrap_or(event.time);
         if event.time < latest.saturating_sub(max_ooo) {
-            return Err(event);
+            return Some(event);
         }
         let latest = latest.max(event.time);
         self.latest = Some(latest);
         if max_ooo == 0 {
             ready.push(event);
-            return Ok(());
+            return None;
         }
         let at = self.held.partition_point(|held| held.time <= event.time);
         self.held.insert(at, event);
@@ -44,7 +40,7 @@ impl Reorder {
         while self.held.front().is_some_and(|e| e.time <= watermark) {
             ready.extend(self.held.pop_front());
         }
-        Ok(())
+        None
     }
 
     /// The input has ended: everything held is ready.
@@ -69,7 +65,7 @@ mod tests {
     fn push_all(r: &mut Reorder, input: &[i64], max_ooo: i64) -> (Vec<i64>, Vec<i64>) {
         let (mut ready, mut late) = (Vec::new(), Vec::new());
         for &t in input {
-            if let Err(e) = r.push(Event::new("k".into(), t), max_ooo, &mut ready) {
+            if let Some(e) = r.push(Event::new("k".into(), t), max_ooo, &mut ready) {
                 late.push(e.time);
             }
         }

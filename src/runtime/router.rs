@@ -5,7 +5,7 @@
 //! Events travel in batches to keep the per-event cost of the channel low.
 
 use crate::event::{Event, Key};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -23,10 +23,8 @@ pub enum WorkerMsg {
 /// The worker that owns `key`, out of `workers`. Stable for a given key and
 /// worker count, which is what lets a later version move keyed state.
 pub fn worker_for(key: &Key, workers: usize) -> usize {
-    let mut h = rustc_hash::FxBuildHasher.build_hasher();
-    key.as_str().hash(&mut h);
     // The high bits of FxHash mix better than the low ones.
-    ((h.finish() >> 32) as usize) % workers
+    ((rustc_hash::FxBuildHasher.hash_one(key.as_str()) >> 32) as usize) % workers
 }
 
 /// One source's handle on the workers' channels, with its pending batches.

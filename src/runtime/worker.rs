@@ -152,7 +152,7 @@ impl Core {
         let source = event.origin.source as usize;
         let mut ready = std::mem::take(&mut self.ready);
         let clock = &mut self.clocks[source][slot];
-        if let Err(late) = clock.push(event, flow.max_ooo[source], &mut ready) {
+        if let Some(late) = clock.push(event, flow.max_ooo[source], &mut ready) {
             let behind = clock.behind(late.time);
             self.counts.late += 1;
             self.late.push((late, behind));

@@ -31,8 +31,8 @@ pub const REGISTRY: Registry<dyn SinkSpec> = Registry {
 
 fn spec<C: SinkSpec + DeserializeOwned + 'static>(
     node: &Node,
-) -> Result<Box<dyn SinkSpec>, ConfigError> {
-    Ok(Box::new(from_node::<C>(node)?))
+) -> Result<Box<dyn SinkSpec>, Vec<ConfigError>> {
+    Ok(Box::new(from_node::<C>(node).map_err(|e| vec![e])?))
 }
 
 /// One output, rendered once and shared by every sink that takes it.

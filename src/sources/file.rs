@@ -112,7 +112,7 @@ impl FileSource {
             })?;
             let Some((bytes, size)) = line else { break };
             number += 1;
-            if number % SHUTDOWN_CHECK_LINES == 0 && ingest.shutdown_requested() {
+            if number.is_multiple_of(SHUTDOWN_CHECK_LINES) && ingest.shutdown_requested() {
                 break;
             }
             let origin = || serde_json::json!({"path": self.path, "line": number});

@@ -29,8 +29,8 @@ pub const REGISTRY: Registry<dyn SourceSpec> = Registry {
 
 fn spec<C: SourceSpec + DeserializeOwned + 'static>(
     node: &Node,
-) -> Result<Box<dyn SourceSpec>, ConfigError> {
-    Ok(Box::new(from_node::<C>(node)?))
+) -> Result<Box<dyn SourceSpec>, Vec<ConfigError>> {
+    Ok(Box::new(from_node::<C>(node).map_err(|e| vec![e])?))
 }
 
 /// Builds a source from an `--input NAME=URI` value.
