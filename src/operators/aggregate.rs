@@ -20,12 +20,14 @@
 //! An aggregate with no defined value (the mean of no values) is left out
 //! of the output event rather than written as null.
 
-use super::FieldRef;
+use super::{BuildContext, FieldRef};
 use crate::config::{ConfigError, Spanned, did_you_mean};
+use crate::event::{Event, FieldId, Value};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Func {
@@ -307,6 +309,68 @@ pub fn evaluate(func: Func, readings: Option<&dyn Readings>, events: u64) -> Opt
             (t1 > t0).then(|| (v1 - v0) / ((t1 - t0) as f64 / 1000.0))
         }
         Func::Slope => m.slope(),
+    }
+}
+
+/// What a field's aggregates need kept beyond sums and moments; each costs
+/// memory and time per event, so it is kept only when asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Needs {
+    /// The values themselves, for percentiles.
+    pub values: bool,
+    /// Minimum and maximum.
+    pub extremes: bool,
+}
+
+/// An operator's aggregates with field names resolved to ids.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// Fields read, and what each needs kept.
+    pub inputs: Arc<[(FieldId, Needs)]>,
+    /// Output field, function, and index into `inputs` (`None`: `count()`).
+    outputs: Arc<[(FieldId, Func, Option<usize>)]>,
+}
+
+impl Resolved {
+    pub fn new(aggregates: &[Aggregate], ctx: &mut BuildContext) -> Resolved {
+        let mut inputs: Vec<(FieldId, Needs)> = Vec::new();
+        let mut outputs = Vec::new();
+        for a in aggregates {
+            let input = a.field.as_ref().map(|name| {
+                let id = ctx.numeric_field(name);
+                let index = match inputs.iter().position(|(f, _)| *f == id) {
+                    Some(index) => index,
+                    None => {
+                        inputs.push((id, Needs::default()));
+                        inputs.len() - 1
+                    }
+                };
+                let needs = &mut inputs[index].1;
+                needs.values |= matches!(a.func, Func::Quantile(_));
+                needs.extremes |= matches!(a.func, Func::Min | Func::Max);
+                index
+            });
+            outputs.push((ctx.field(&a.output), a.func, input));
+        }
+        Resolved {
+            inputs: inputs.into(),
+            outputs: outputs.into(),
+        }
+    }
+
+    /// Sets every defined aggregate on `event`; `readings(i)` summarises
+    /// input `i`, `events` counts all events for `count()`.
+    pub fn fill<'r>(
+        &self,
+        event: &mut Event,
+        readings: impl Fn(usize) -> &'r dyn Readings,
+        events: u64,
+    ) {
+        for &(field, func, input) in self.outputs.iter() {
+            if let Some(value) = evaluate(func, input.map(&readings), events) {
+                event.set(field, Value::Num(value));
+            }
+        }
     }
 }
 

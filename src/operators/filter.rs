@@ -80,7 +80,7 @@ impl Operator for Filter {
 
     fn on_event(&self, _: &mut (), event: &Event, out: &mut Emitter) {
         if self.condition.matches(event) {
-            out.event(event.clone());
+            out.pass();
         }
     }
 }

@@ -132,12 +132,19 @@ pub struct Emitter {
 #[derive(Debug)]
 pub enum Output {
     Event(Event),
+    /// The input event, passed on unchanged (without copying it).
+    Pass,
     Alert(Alert),
 }
 
 impl Emitter {
     pub fn event(&mut self, event: Event) {
         self.outputs.push(Output::Event(event));
+    }
+
+    /// Passes the event being handled on, unchanged.
+    pub fn pass(&mut self) {
+        self.outputs.push(Output::Pass);
     }
 
     pub fn alert(&mut self, alert: Alert) {
@@ -250,7 +257,14 @@ pub(crate) mod test_support {
             let slot = self.slot(key);
             let mut out = Emitter::default();
             self.operator.on_event(slot, &event, &mut out);
-            out.outputs
+            // Resolve passes here, as the runtime does.
+            let outputs = out.outputs.into_iter();
+            outputs
+                .map(|o| match o {
+                    Output::Pass => Output::Event(event.clone()),
+                    other => other,
+                })
+                .collect()
         }
 
         /// Feeds one event of numeric fields; returns the alerts emitted.
@@ -290,7 +304,7 @@ pub(crate) mod test_support {
             .into_iter()
             .filter_map(|o| match o {
                 Output::Alert(a) => Some(a),
-                Output::Event(_) => None,
+                _ => None,
             })
             .collect()
     }
@@ -300,7 +314,7 @@ pub(crate) mod test_support {
             .into_iter()
             .filter_map(|o| match o {
                 Output::Event(e) => Some(e),
-                Output::Alert(_) => None,
+                _ => None,
             })
             .collect()
     }

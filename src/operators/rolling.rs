@@ -19,13 +19,12 @@
 //! from a sorted buffer. A key holds at most 100,000 readings; older ones
 //! are dropped first, so a very high rate over a long `over` is bounded.
 
-use super::aggregate::{self, Aggregates, Func, Moments, Readings};
+use super::aggregate::{self, Aggregates, Moments, Needs, Readings, Resolved};
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
-use crate::event::{Event, FieldId, Value};
+use crate::event::Event;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 /// Most readings one key keeps, whatever `over` or `last` say.
 pub const MAX_READINGS: u64 = 100_000;
@@ -77,31 +76,13 @@ impl OperatorSpec for Config {
 
     fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
         let aggregates = Aggregates::parse(&self.aggregates).unwrap_or_default();
-        let mut inputs: Vec<(FieldId, bool)> = Vec::new();
-        let mut outputs = Vec::new();
-        for a in &aggregates {
-            let input = a.field.as_ref().map(|name| {
-                let id = ctx.numeric_field(name);
-                let index = inputs
-                    .iter()
-                    .position(|(f, _)| *f == id)
-                    .unwrap_or_else(|| {
-                        inputs.push((id, false));
-                        inputs.len() - 1
-                    });
-                inputs[index].1 |= matches!(a.func, Func::Quantile(_));
-                index
-            });
-            outputs.push((ctx.field(&a.output), a.func, input));
-        }
         let span = match (&self.over, &self.last) {
             (Some(over), _) => Span::Over(over.ms()),
             (None, last) => Span::Last(last.as_ref().map_or(1, |l| l.value)),
         };
         Keyed::boxed(Rolling {
             span,
-            inputs: inputs.into(),
-            outputs: outputs.into(),
+            aggregates: Resolved::new(&aggregates, ctx),
         })
     }
 }
@@ -117,10 +98,7 @@ enum Span {
 #[derive(Clone, Debug)]
 pub struct Rolling {
     span: Span,
-    /// Fields tracked, and whether their values are kept sorted for percentiles.
-    inputs: Arc<[(FieldId, bool)]>,
-    /// Output field, function, and index into `inputs` (`None`: `count()`).
-    outputs: Arc<[(FieldId, Func, Option<usize>)]>,
+    aggregates: Resolved,
 }
 
 /// One key's recent readings.
@@ -151,19 +129,21 @@ struct Track {
 }
 
 impl Track {
-    fn push(&mut self, reading: Reading, keep_sorted: bool) {
+    fn push(&mut self, reading: Reading, needs: Needs) {
         let v = reading.2;
         self.readings.push_back(reading);
         self.moments.add(reading.1, v);
-        while self.minima.back().is_some_and(|m| m.2 >= v) {
-            self.minima.pop_back();
+        if needs.extremes {
+            while self.minima.back().is_some_and(|m| m.2 >= v) {
+                self.minima.pop_back();
+            }
+            self.minima.push_back(reading);
+            while self.maxima.back().is_some_and(|m| m.2 <= v) {
+                self.maxima.pop_back();
+            }
+            self.maxima.push_back(reading);
         }
-        self.minima.push_back(reading);
-        while self.maxima.back().is_some_and(|m| m.2 <= v) {
-            self.maxima.pop_back();
-        }
-        self.maxima.push_back(reading);
-        if keep_sorted {
+        if needs.values {
             let at = self.sorted.partition_point(|x| x.total_cmp(&v).is_lt());
             self.sorted.insert(at, v);
         }
@@ -177,7 +157,9 @@ impl Track {
             }
             self.readings.pop_front();
             self.moments.remove(t, v);
-            if let Ok(at) = self.sorted.binary_search_by(|x| x.total_cmp(&v)) {
+            if !self.sorted.is_empty()
+                && let Ok(at) = self.sorted.binary_search_by(|x| x.total_cmp(&v))
+            {
                 self.sorted.remove(at);
             }
         }
@@ -241,10 +223,11 @@ impl Operator for Rolling {
         let (n, t) = (state.next, event.time);
         state.next += 1;
         state.events.push_back((n, t));
-        state.tracks.resize_with(self.inputs.len(), Track::default);
-        for (track, &(field, sorted)) in state.tracks.iter_mut().zip(self.inputs.iter()) {
+        let inputs = &self.aggregates.inputs;
+        state.tracks.resize_with(inputs.len(), Track::default);
+        for (track, &(field, needs)) in state.tracks.iter_mut().zip(inputs.iter()) {
             if let Some(v) = event.num(field) {
-                track.push((n, t, v), sorted);
+                track.push((n, t, v), needs);
             }
         }
         let first = self.first_kept(state, n, t);
@@ -254,12 +237,9 @@ impl Operator for Rolling {
         state.tracks.iter_mut().for_each(|track| track.evict(first));
 
         let mut output = event.clone();
-        for &(field, func, input) in self.outputs.iter() {
-            let readings = input.map(|i| &state.tracks[i] as &dyn Readings);
-            if let Some(value) = aggregate::evaluate(func, readings, state.events.len() as u64) {
-                output.set(field, Value::Num(value));
-            }
-        }
+        let readings = |i: usize| &state.tracks[i] as &dyn Readings;
+        self.aggregates
+            .fill(&mut output, readings, state.events.len() as u64);
         out.event(output);
     }
 }

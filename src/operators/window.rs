@@ -20,14 +20,13 @@
 //! Sliding windows are built from panes of width `slide` (Arroyo-style), so
 //! an event is added once, not once per window.
 
-use super::aggregate::{self, Aggregates, Func, Moments, Readings};
+use super::aggregate::{Aggregates, Moments, Readings, Resolved};
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
-use crate::event::{Event, FieldId, Key, Value};
+use crate::event::{Event, Key};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,28 +82,10 @@ impl OperatorSpec for Config {
 
     fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
         let aggregates = Aggregates::parse(&self.aggregates).unwrap_or_default();
-        let mut inputs: Vec<(FieldId, bool)> = Vec::new();
-        let mut outputs = Vec::new();
-        for a in &aggregates {
-            let input = a.field.as_ref().map(|name| {
-                let id = ctx.numeric_field(name);
-                let index = inputs
-                    .iter()
-                    .position(|(f, _)| *f == id)
-                    .unwrap_or_else(|| {
-                        inputs.push((id, false));
-                        inputs.len() - 1
-                    });
-                inputs[index].1 |= matches!(a.func, Func::Quantile(_));
-                index
-            });
-            outputs.push((ctx.field(&a.output), a.func, input));
-        }
         Keyed::boxed(Window {
             size: self.size.ms(),
             slide: self.slide(),
-            inputs: inputs.into(),
-            outputs: outputs.into(),
+            aggregates: Resolved::new(&aggregates, ctx),
         })
     }
 }
@@ -113,10 +94,7 @@ impl OperatorSpec for Config {
 pub struct Window {
     size: i64,
     slide: i64,
-    /// Fields aggregated, and whether their values are kept for percentiles.
-    inputs: Arc<[(FieldId, bool)]>,
-    /// Output field, function, and index into `inputs` (`None`: `count()`).
-    outputs: Arc<[(FieldId, Func, Option<usize>)]>,
+    aggregates: Resolved,
 }
 
 /// One key's open panes.
@@ -254,7 +232,7 @@ impl Window {
                 merged.events = 0;
                 merged
                     .fields
-                    .resize_with(self.inputs.len(), Summary::default);
+                    .resize_with(self.aggregates.inputs.len(), Summary::default);
                 merged.fields.iter_mut().for_each(Summary::clear);
                 for pane in std::iter::once(first).chain(panes) {
                     merged.events += pane.events;
@@ -267,12 +245,8 @@ impl Window {
                 &*merged
             };
             let mut event = Event::new(key.clone(), end);
-            for &(output, func, input) in self.outputs.iter() {
-                let readings = input.map(|i| &window.fields[i] as &dyn Readings);
-                if let Some(value) = aggregate::evaluate(func, readings, window.events) {
-                    event.set(output, Value::Num(value));
-                }
-            }
+            let readings = |i: usize| &window.fields[i] as &dyn Readings;
+            self.aggregates.fill(&mut event, readings, window.events);
             if !event.fields.is_empty() {
                 out.event(event);
             }
@@ -291,7 +265,8 @@ impl Window {
         let mut pane = state.spare.pop().unwrap_or_default();
         pane.start = start;
         pane.events = 0;
-        pane.fields.resize_with(self.inputs.len(), Summary::default);
+        pane.fields
+            .resize_with(self.aggregates.inputs.len(), Summary::default);
         pane.fields.iter_mut().for_each(Summary::clear);
         let index = at.map_or(0, |i| i + 1);
         state.panes.insert(index, pane);
@@ -311,9 +286,10 @@ impl Operator for Window {
         }
         let pane = self.pane(state, t);
         pane.events += 1;
-        for (summary, &(field, keep)) in pane.fields.iter_mut().zip(self.inputs.iter()) {
+        for (summary, &(field, needs)) in pane.fields.iter_mut().zip(self.aggregates.inputs.iter())
+        {
             if let Some(v) = event.num(field) {
-                summary.add(t, v, keep);
+                summary.add(t, v, needs.values);
             }
         }
     }
@@ -434,18 +410,18 @@ mod tests {
         let values: Vec<f64> = all.iter().map(|p| p.1).collect();
         assert_eq!(
             field(&mut h, full, "p95"),
-            super::aggregate::quantile(&values, 0.95)
+            super::super::aggregate::quantile(&values, 0.95)
         );
         assert_eq!(
             field(&mut h, full, "p50"),
-            super::aggregate::quantile(&values, 0.5)
+            super::super::aggregate::quantile(&values, 0.5)
         );
         // The window [1m, 6m) holds the readings from 60 s on.
         let later = out.iter().find(|e| e.time == 6 * MINUTE).unwrap();
         let tail: Vec<f64> = all[60..].iter().map(|p| p.1).collect();
         assert_eq!(
             field(&mut h, later, "p95"),
-            super::aggregate::quantile(&tail, 0.95)
+            super::super::aggregate::quantile(&tail, 0.95)
         );
     }
 

@@ -34,8 +34,13 @@ impl Reorder {
             ready.push(event);
             return None;
         }
-        let at = self.held.partition_point(|held| held.time <= event.time);
-        self.held.insert(at, event);
+        // Nearly every event is the newest of its key.
+        if self.held.back().is_none_or(|last| last.time <= event.time) {
+            self.held.push_back(event);
+        } else {
+            let at = self.held.partition_point(|held| held.time <= event.time);
+            self.held.insert(at, event);
+        }
         let watermark = latest.saturating_sub(max_ooo);
         while self.held.front().is_some_and(|e| e.time <= watermark) {
             ready.extend(self.held.pop_front());

@@ -213,16 +213,28 @@ impl Core {
         for &op in &flow.downstream[component] {
             let mut out = self.spare.pop().unwrap_or_default();
             self.operators[op - flow.sources].on_event(slot, event, &mut out);
-            self.dispatch(flow, op, slot, &mut out);
+            self.dispatch(flow, op, slot, &mut out, Some(event));
             self.spare.push(out);
         }
     }
 
-    /// Routes what operator `component` emitted.
-    fn dispatch(&mut self, flow: &Dataflow, component: usize, slot: usize, out: &mut Emitter) {
+    /// Routes what operator `component` emitted while handling `input`.
+    fn dispatch(
+        &mut self,
+        flow: &Dataflow,
+        component: usize,
+        slot: usize,
+        out: &mut Emitter,
+        input: Option<&Event>,
+    ) {
         for output in out.outputs.drain(..) {
             match output {
                 Output::Event(event) => self.process(flow, component, slot, &event),
+                Output::Pass => {
+                    if let Some(event) = input {
+                        self.process(flow, component, slot, event);
+                    }
+                }
                 Output::Alert(alert) => {
                     self.counts.alerts += 1;
                     if flow.sinks[component].is_empty() {
@@ -250,7 +262,7 @@ impl Core {
                 let mut out = self.spare.pop().unwrap_or_default();
                 let key = self.keys[slot].clone();
                 self.operators[op].on_end(slot, &key, &mut out);
-                self.dispatch(flow, flow.sources + op, slot, &mut out);
+                self.dispatch(flow, flow.sources + op, slot, &mut out, None);
                 self.spare.push(out);
             }
         }
