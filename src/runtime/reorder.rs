@@ -24,16 +24,14 @@ impl Reorder {
     /// in time order. A late event is handed back.
     #[must_use = "a late event must be dead-lettered"]
     pub fn push(&mut self, event: Event, max_ooo: i64, ready: &mut Vec<Event>) -> Option<Event> {
-        let latest = self.latest.unwrap_or(event.time);
-        if event.time < latest.saturating_sub(max_ooo) {
+        if !self.advance(event.time, max_ooo) {
             return Some(event);
         }
-        let latest = latest.max(event.time);
-        self.latest = Some(latest);
         if max_ooo == 0 {
             ready.push(event);
             return None;
         }
+        let latest = self.latest.unwrap_or(event.time);
         // Nearly every event is the newest of its key.
         if self.held.back().is_none_or(|last| last.time <= event.time) {
             self.held.push_back(event);
@@ -46,6 +44,18 @@ impl Reorder {
             ready.extend(self.held.pop_front());
         }
         None
+    }
+
+    /// Moves the key's clock to `time` if that is later; false if an event
+    /// at `time` is late. With no tolerance, an admitted event is ready at
+    /// once and need not pass through [`push`](Self::push).
+    pub fn advance(&mut self, time: i64, max_ooo: i64) -> bool {
+        let latest = self.latest.unwrap_or(time);
+        if time < latest.saturating_sub(max_ooo) {
+            return false;
+        }
+        self.latest = Some(latest.max(time));
+        true
     }
 
     /// The input has ended: everything held is ready.
