@@ -95,21 +95,17 @@ pub struct SourceDef {
     pub spec: Box<dyn SourceSpec>,
 }
 
+/// An operator or a sink: a component that takes `inputs`.
 #[derive(Debug)]
-pub struct OperatorDef {
+pub struct TakerDef<S: ?Sized> {
     pub id: String,
     pub loc: Loc,
     pub inputs: Vec<Spanned<String>>,
-    pub spec: Box<dyn OperatorSpec>,
+    pub spec: Box<S>,
 }
 
-#[derive(Debug)]
-pub struct SinkDef {
-    pub id: String,
-    pub loc: Loc,
-    pub inputs: Vec<Spanned<String>>,
-    pub spec: Box<dyn SinkSpec>,
-}
+pub type OperatorDef = TakerDef<dyn OperatorSpec>;
+pub type SinkDef = TakerDef<dyn SinkSpec>;
 
 /// How a section's registry turns a component's mapping (without its common
 /// keys) into its spec.
@@ -213,8 +209,20 @@ impl Pipeline {
             name,
             path: path.to_path_buf(),
             sources: parse_sources(&root, &mut errors, &mut broken),
-            operators: parse_operators(&root, &mut errors, &mut broken),
-            sinks: parse_sinks(&root, &mut errors, &mut broken),
+            operators: parse_takers(
+                &root,
+                "operator",
+                &crate::operators::REGISTRY,
+                &mut errors,
+                &mut broken,
+            ),
+            sinks: parse_takers(
+                &root,
+                "sink",
+                &crate::sinks::REGISTRY,
+                &mut errors,
+                &mut broken,
+            ),
             dead_letter: parse_dead_letter(&root, &mut errors),
             tests: parse_tests(&root, &mut errors),
         };
@@ -426,55 +434,24 @@ fn parse_sources(
     .collect()
 }
 
-fn parse_operators(
+/// Parses the operators or the sinks: components with `inputs`.
+fn parse_takers<S: ?Sized>(
     root: &Node,
+    what: &'static str,
+    registry: &Registry<S>,
     errors: &mut Vec<ConfigError>,
     broken: &mut Vec<Broken>,
-) -> Vec<OperatorDef> {
-    let registry = &crate::operators::REGISTRY;
+) -> Vec<TakerDef<S>> {
     let inputs = |raw: &RawComponent| parse_inputs(raw.node);
-    parse_section(
-        root,
-        "operator",
-        registry,
-        &["inputs"],
-        inputs,
-        errors,
-        broken,
-    )
-    .into_iter()
-    .map(|(id, loc, inputs, spec)| OperatorDef {
-        id,
-        loc,
-        inputs,
-        spec,
-    })
-    .collect()
-}
-
-fn parse_sinks(
-    root: &Node,
-    errors: &mut Vec<ConfigError>,
-    broken: &mut Vec<Broken>,
-) -> Vec<SinkDef> {
-    let inputs = |raw: &RawComponent| parse_inputs(raw.node);
-    parse_section(
-        root,
-        "sink",
-        &crate::sinks::REGISTRY,
-        &["inputs"],
-        inputs,
-        errors,
-        broken,
-    )
-    .into_iter()
-    .map(|(id, loc, inputs, spec)| SinkDef {
-        id,
-        loc,
-        inputs,
-        spec,
-    })
-    .collect()
+    parse_section(root, what, registry, &["inputs"], inputs, errors, broken)
+        .into_iter()
+        .map(|(id, loc, inputs, spec)| TakerDef {
+            id,
+            loc,
+            inputs,
+            spec,
+        })
+        .collect()
 }
 
 /// Each case on its own, so one bad case does not hide the others' problems.
