@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod operators;
 pub mod runtime;
+pub mod sim;
 pub mod sinks;
 pub mod sources;
 pub mod testing;

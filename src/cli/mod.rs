@@ -3,7 +3,9 @@
 //! Exit codes: 0 success, 1 invalid input (pipeline, arguments), 2 runtime
 //! failure. Errors are one line each on stderr.
 
+mod demo;
 mod run;
+mod simulate;
 mod test;
 mod validate;
 
@@ -24,8 +26,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Zero-setup demo: the simulator feeds the example pipelines, alerts on stdout.
+    Demo(demo::Args),
     /// Run a pipeline until its sources end or Ctrl-C / SIGTERM.
     Run(run::Args),
+    /// Publish simulated telemetry from a scenario.
+    Simulate(simulate::Args),
     /// Check pipelines; exit 0 if all are valid, 1 if not.
     Validate {
         #[arg(required = true)]
@@ -60,7 +66,9 @@ pub fn main() -> ExitCode {
     };
     init_logging();
     let result = match cli.command {
+        Command::Demo(args) => demo::demo(args),
         Command::Run(args) => run::run(args),
+        Command::Simulate(args) => simulate::simulate(args),
         Command::Validate { pipelines } => validate::validate(&pipelines),
         Command::Test { pipelines } => test::test(&pipelines),
     };

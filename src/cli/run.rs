@@ -66,7 +66,7 @@ fn replace_input(pipeline: &mut Pipeline, input: &str) -> Result<(), String> {
         .iter_mut()
         .find(|s| s.id == name)
         .ok_or_else(|| format!("the pipeline has no source \"{name}\"{hint}"))?;
-    if let Some(path) = uri.strip_prefix("file:")
+    if let Some(path) = uri.strip_prefix("file:").or(uri.strip_prefix("sim:"))
         && !std::path::Path::new(path).is_file()
     {
         return Err(format!("no such file: {path}"));

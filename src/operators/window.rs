@@ -12,8 +12,10 @@
 //! Windows are aligned to the epoch: `[start, start + size)` with `start` a
 //! multiple of `slide` (of `size` when tumbling). A window is emitted when
 //! its key's clock reaches its end, that is when the key's next event is at
-//! or past it, and at the end of input; a key that stops reporting keeps its
-//! last window open until then. Windows without events are not emitted.
+//! or past it; a key that stops reporting keeps its last window open until
+//! the input ends. Then the windows up to the one ending with the newest
+//! pane are emitted; later sliding windows, which would hold only a subset
+//! of the same readings, are not. Windows without events are not emitted.
 //!
 //! The output is an event of the same key whose time is the window's end,
 //! with one field per aggregate (see `aggregate.rs` for the functions).
@@ -294,8 +296,14 @@ impl Operator for Window {
         }
     }
 
+    /// Emits the open windows up to the one that ends with the newest
+    /// pane. Later sliding windows would only hold a subset of the same
+    /// readings, stamped with times the key never reached.
     fn on_end(&self, state: &mut State, key: &Key, out: &mut Emitter) {
-        self.emit_until(state, key, i64::MAX, out);
+        if let Some(newest) = state.panes.back() {
+            let until = newest.start + self.slide;
+            self.emit_until(state, key, until, out);
+        }
     }
 }
 
@@ -357,9 +365,8 @@ mod tests {
                 (2, Some(2.0), Some(11.0)),
                 (3, Some(2.0), Some(11.0)),
                 (4, Some(1.0), Some(10.0)),
+                // At the end, only the window ending with the last pane.
                 (11, Some(1.0), Some(100.0)),
-                (12, Some(1.0), Some(100.0)),
-                (13, Some(1.0), Some(100.0)),
             ]
         );
     }
@@ -396,15 +403,16 @@ mod tests {
         );
         let mut all = Vec::new();
         let mut x = 7u64;
+        let mut out = Vec::new();
         for i in 0..300 {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let v = (x >> 40) as f64 / 1e4;
             all.push((i * 1000, v));
-            push(&mut h, "a", i * 1000, v);
+            out.extend(push(&mut h, "a", i * 1000, v));
         }
-        let out = events(h.end("a"));
+        out.extend(events(h.end("a")));
         // The window [0, 5m) holds every reading.
         let full = out.iter().find(|e| e.time == 5 * MINUTE).unwrap();
         let values: Vec<f64> = all.iter().map(|p| p.1).collect();
@@ -416,9 +424,9 @@ mod tests {
             field(&mut h, full, "p50"),
             super::super::aggregate::quantile(&values, 0.5)
         );
-        // The window [1m, 6m) holds the readings from 60 s on.
-        let later = out.iter().find(|e| e.time == 6 * MINUTE).unwrap();
-        let tail: Vec<f64> = all[60..].iter().map(|p| p.1).collect();
+        // The window [-1m, 4m) holds the readings before 240 s.
+        let later = out.iter().find(|e| e.time == 4 * MINUTE).unwrap();
+        let tail: Vec<f64> = all[..240].iter().map(|p| p.1).collect();
         assert_eq!(
             field(&mut h, later, "p95"),
             super::super::aggregate::quantile(&tail, 0.95)

@@ -14,6 +14,7 @@
 //! their line number; a line longer than `max_message_bytes` is skipped
 //! without being held in memory, and its first kilobyte is dead-lettered.
 
+use super::pace::{Pace, Pacer, nap};
 use super::{BoxFuture, Ingest, Source, SourceError, SourceSpec};
 use crate::config::Spanned;
 use crate::event::decode::{CsvHeader, DecodeError, Format};
@@ -21,7 +22,6 @@ use serde::Deserialize;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,7 +102,7 @@ impl FileSource {
     fn replay(self, mut ingest: Ingest) -> Result<(), SourceError> {
         let limit = ingest.decoder().max_message_bytes();
         let mut lines = Lines::new(BufReader::with_capacity(1 << 20, &self.file), limit);
-        let mut pacer = Pacer::new(self.speed);
+        let mut pacer = Pacer::new(Pace::speed(self.speed));
         let mut csv_header: Option<CsvHeader> = None;
         let mut number = 0u64;
         loop {
@@ -138,9 +138,9 @@ impl FileSource {
             };
             match decoded {
                 Ok(event) => {
-                    if pacer.must_wait(event.time) {
+                    if let Some(delay) = pacer.delay(event.time) {
                         ingest.flush_blocking()?;
-                        if !pacer.wait(event.time, || ingest.shutdown_requested()) {
+                        if !nap(delay, || ingest.shutdown_requested()) {
                             break;
                         }
                     }
@@ -225,49 +225,6 @@ fn keep(line: &mut Vec<u8>, limit: usize, chunk: &[u8]) {
 
 fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// Holds a replay back to `speed` times the pace of its event times.
-struct Pacer {
-    speed: f64,
-    start: Option<(Instant, i64)>,
-}
-
-impl Pacer {
-    fn new(speed: f64) -> Self {
-        Pacer { speed, start: None }
-    }
-
-    fn due(&mut self, event_time: i64) -> Option<Instant> {
-        if self.speed <= 0.0 {
-            return None;
-        }
-        let (wall, first) = *self.start.get_or_insert((Instant::now(), event_time));
-        let offset_ms = (event_time - first).max(0) as f64 / self.speed;
-        Some(wall + Duration::from_secs_f64(offset_ms / 1000.0))
-    }
-
-    fn must_wait(&mut self, event_time: i64) -> bool {
-        self.due(event_time).is_some_and(|due| due > Instant::now())
-    }
-
-    /// Sleeps until `event_time` is due, in short naps so a shutdown
-    /// request is noticed; returns false if `stop` said to stop.
-    fn wait(&mut self, event_time: i64, stop: impl Fn() -> bool) -> bool {
-        let Some(due) = self.due(event_time) else {
-            return true;
-        };
-        loop {
-            if stop() {
-                return false;
-            }
-            let left = due.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return true;
-            }
-            std::thread::sleep(left.min(Duration::from_millis(50)));
-        }
-    }
 }
 
 #[cfg(test)]

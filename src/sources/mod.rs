@@ -6,6 +6,8 @@
 //! routing and back-pressure are the same for all of them.
 
 pub mod file;
+pub mod pace;
+pub mod sim;
 
 use crate::config::{ConfigError, Duration, Node, Registry, Spanned, from_node};
 use crate::event::Event;
@@ -23,8 +25,8 @@ use std::sync::Arc;
 /// Every source type, by the name pipelines use in `type:`.
 pub const REGISTRY: Registry<dyn SourceSpec> = Registry {
     section: "source",
-    built: &[("file", spec::<file::Config>)],
-    planned: &["mqtt", "kafka", "sim"],
+    built: &[("file", spec::<file::Config>), ("sim", spec::<sim::Config>)],
+    planned: &["mqtt", "kafka"],
 };
 
 fn spec<C: SourceSpec + DeserializeOwned + 'static>(
@@ -38,12 +40,17 @@ pub fn from_uri(uri: &str) -> Result<Box<dyn SourceSpec>, String> {
     if let Some(path) = uri.strip_prefix("file:") {
         return Ok(Box::new(file::Config::for_path(path)));
     }
+    if let Some(path) = uri.strip_prefix("sim:") {
+        return Ok(Box::new(sim::Config::for_path(path)));
+    }
     let scheme = uri.split(':').next().unwrap_or_default();
     match scheme {
-        "mqtt" | "mqtts" | "kafka" | "sim" => Err(format!(
-            "`{scheme}:` inputs are not available in this version of floe yet; use file:PATH"
+        "mqtt" | "mqtts" | "kafka" => Err(format!(
+            "`{scheme}:` inputs are not available in this version of floe yet; use file:PATH or sim:SCENARIO"
         )),
-        _ => Err(format!("unknown input `{uri}`: expected file:PATH")),
+        _ => Err(format!(
+            "unknown input `{uri}`: expected file:PATH or sim:SCENARIO"
+        )),
     }
 }
 
@@ -109,6 +116,8 @@ pub enum SourceError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Scenario(String),
     #[error("the pipeline stopped before the source ended")]
     Closed,
 }
@@ -146,6 +155,11 @@ impl Ingest {
 
     pub fn shutdown_requested(&self) -> bool {
         self.shutdown.is_requested()
+    }
+
+    /// The shutdown flag, for loops that hold the `Ingest` mutably.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
     }
 
     /// Dead-letters a message that could not be decoded. Blocks while the

@@ -1,0 +1,147 @@
+//! `sim`: the simulator in-process, as a source.
+//!
+//! ```yaml
+//! trucks:
+//!   type: sim
+//!   scenario: ../simulators/trucks.yaml   # relative to the pipeline file
+//!   speed: 60          # simulated time per wall time; 0 as fast as possible
+//!   seed: 7
+//!   duration: 12h      # simulated time to run; default: until stopped
+//!   key: device
+//!   time: ts
+//! ```
+//!
+//! Messages go through the source's decoder like any other, so a pipeline
+//! tested against the simulator is tested against real decoding.
+
+use super::pace::Pace;
+use super::{BoxFuture, Ingest, Source, SourceError, SourceSpec};
+use crate::config::{Duration, Spanned};
+use crate::sim::run::{self, Limit, Output};
+use crate::sim::{Label, Scenario, Simulation};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The scenario file; relative paths start at the pipeline file's directory.
+    scenario: Spanned<PathBuf>,
+    /// Simulated time per wall-clock time; 0 runs as fast as possible.
+    #[serde(default = "real_time")]
+    speed: f64,
+    /// The same seed gives the same messages.
+    #[serde(default)]
+    seed: u64,
+    /// How much simulated time to run; without it, until stopped.
+    duration: Option<Duration>,
+}
+
+fn real_time() -> f64 {
+    1.0
+}
+
+impl Config {
+    /// A scenario given on the command line (`sim:PATH`): real time, seed 0.
+    pub fn for_path(path: &str) -> Config {
+        let path = std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| PathBuf::from(path));
+        Config {
+            scenario: Spanned {
+                value: path,
+                loc: Default::default(),
+            },
+            speed: 1.0,
+            seed: 0,
+            duration: None,
+        }
+    }
+}
+
+impl SourceSpec for Config {
+    fn open(&self, base: &Path) -> Result<Box<dyn Source>, SourceError> {
+        let path = base.join(&self.scenario.value);
+        let scenario = Scenario::load(&path).map_err(|d| SourceError::Scenario(d.to_string()))?;
+        let sim = scenario.simulation(self.seed).map_err(|e| {
+            SourceError::Scenario(crate::config::Diagnostics::new(&path, e).to_string())
+        })?;
+        let pace = Pace::speed(self.speed);
+        let limit = match self.duration {
+            Some(d) => Limit::Until(sim.now() + d.ms()),
+            None => Limit::Never,
+        };
+        Ok(Box::new(SimSource { sim, pace, limit }))
+    }
+}
+
+/// A running simulation feeding a pipeline.
+pub struct SimSource {
+    sim: Simulation,
+    pace: Pace,
+    limit: Limit,
+}
+
+impl SimSource {
+    pub fn new(sim: Simulation, pace: Pace, limit: Limit) -> SimSource {
+        SimSource { sim, pace, limit }
+    }
+}
+
+impl Source for SimSource {
+    fn run(self: Box<Self>, ingest: Ingest) -> BoxFuture<Result<(), SourceError>> {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let SimSource {
+                    mut sim,
+                    pace,
+                    limit,
+                } = *self;
+                let mut out = IngestOutput {
+                    ingest,
+                    position: 0,
+                };
+                let stop = out.ingest.shutdown_handle();
+                run::run(&mut sim, &mut out, pace, limit, || stop.is_requested())?;
+                out.ingest.finish_blocking()
+            })
+            .await
+            .unwrap_or(Err(SourceError::Closed))
+        })
+    }
+}
+
+/// Decodes simulated messages into the pipeline.
+struct IngestOutput {
+    ingest: Ingest,
+    /// Number of the message, as its origin.
+    position: u64,
+}
+
+impl Output for IngestOutput {
+    type Error = SourceError;
+
+    fn message(&mut self, device: &str, line: &str) -> Result<(), SourceError> {
+        self.position += 1;
+        match self
+            .ingest
+            .decoder()
+            .decode_json(line.as_bytes(), self.position)
+        {
+            Ok(event) => self.ingest.route_blocking(event),
+            Err(error) => {
+                let origin = serde_json::json!({"device": device, "message": self.position});
+                self.ingest.reject_blocking(&error, origin, line.as_bytes())
+            }
+        }
+    }
+
+    fn label(&mut self, label: &Label) -> Result<(), SourceError> {
+        tracing::debug!(device = %label.device, fault = %label.fault, start = %label.start, "simulated fault");
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SourceError> {
+        self.ingest.flush_blocking()
+    }
+}
