@@ -21,7 +21,7 @@
 //! sensor failure (the temperature sensor reports -999).
 
 use super::rng::Rng;
-use super::{FaultRate, Label, Messages, Model, name_width};
+use super::{FaultRate, Label, Messages, Model, Schedule, name_width};
 use crate::config::{ConfigError, Duration};
 use crate::event::time;
 use serde::Deserialize;
@@ -147,7 +147,8 @@ struct Machine {
     temperature: f64,
     /// The active fault, when it began and when it ends.
     fault: Option<(Fault, i64, i64)>,
-    next_fault: [i64; 5],
+    /// When each fault in `FAULTS` next begins.
+    schedule: Schedule<5>,
     last_step: i64,
     first: i64,
 }
@@ -220,17 +221,14 @@ impl Model for Plant {
 impl Machine {
     fn new(config: &Config, name: String, mut rng: Rng, start: i64) -> Machine {
         let first = start + rng.between(0, config.interval.ms() - 1);
-        let next_fault = FAULTS.map(|f| {
-            f.rate(&config.faults)
-                .map_or(i64::MAX, |r| r.next_after(first, &mut rng))
-        });
+        let schedule = Schedule::new(FAULTS.map(|f| f.rate(&config.faults)), first, &mut rng);
         let mut machine = Machine {
             name,
             load: 0.0,
             next_change: first,
             temperature: config.ambient_c + 20.0,
             fault: None,
-            next_fault,
+            schedule,
             last_step: first,
             first,
             rng,
@@ -293,18 +291,13 @@ impl Machine {
     }
 
     fn start_fault(&mut self, config: &Config, now: i64, labels: &mut Vec<Label>) {
-        let Some((i, &due)) = self.next_fault.iter().enumerate().min_by_key(|(_, t)| **t) else {
+        let (busy, running) = (self.fault.is_some(), self.running());
+        let free = |kind: usize| !busy && (running || !FAULTS[kind].needs_running());
+        let rates = FAULTS.map(|f| f.rate(&config.faults));
+        let Some((kind, end)) = self.schedule.due(rates, now, &mut self.rng, free) else {
             return;
         };
-        let fault = FAULTS[i];
-        let Some(rate) = fault.rate(&config.faults).filter(|_| due <= now) else {
-            return;
-        };
-        self.next_fault[i] = rate.next_after(now, &mut self.rng);
-        if self.fault.is_some() || (fault.needs_running() && !self.running()) {
-            return;
-        }
-        let end = now + rate.duration.sample(&mut self.rng);
+        let fault = FAULTS[kind];
         labels.push(Label::new(
             &self.name,
             fault.name(),

@@ -298,6 +298,37 @@ impl FaultRate {
     }
 }
 
+/// When each kind of fault next begins on one device: one Poisson process
+/// per kind.
+#[derive(Debug)]
+pub struct Schedule<const N: usize> {
+    next: [i64; N],
+}
+
+impl<const N: usize> Schedule<N> {
+    pub fn new(rates: [Option<FaultRate>; N], from: i64, rng: &mut rng::Rng) -> Self {
+        Schedule {
+            next: rates.map(|rate| rate.map_or(i64::MAX, |r| r.next_after(from, rng))),
+        }
+    }
+
+    /// The kind of fault due at `now` and when it ends, if one is due and
+    /// `free` says the device can take it. One the device cannot take is
+    /// skipped: its process moves on to the next occurrence.
+    pub fn due(
+        &mut self,
+        rates: [Option<FaultRate>; N],
+        now: i64,
+        rng: &mut rng::Rng,
+        free: impl Fn(usize) -> bool,
+    ) -> Option<(usize, i64)> {
+        let (kind, &due) = self.next.iter().enumerate().min_by_key(|(_, t)| **t)?;
+        let rate = rates[kind].filter(|_| due <= now)?;
+        self.next[kind] = rate.next_after(now, rng);
+        free(kind).then(|| (kind, now + rate.duration.sample(rng)))
+    }
+}
+
 /// Width of device numbers, so names sort (`truck-0042`).
 pub fn name_width(devices: usize) -> usize {
     devices.saturating_sub(1).to_string().len().max(4)

@@ -20,7 +20,7 @@
 //! Ambient follows a daily cycle, coldest at 05:00.
 
 use super::rng::Rng;
-use super::{DurationRange, FaultRate, Label, Messages, Model, name_width};
+use super::{DurationRange, FaultRate, Label, Messages, Model, Schedule, name_width};
 use crate::config::{ConfigError, Duration};
 use crate::event::time;
 use serde::Deserialize;
@@ -218,7 +218,7 @@ struct Truck {
     /// The value a stuck sensor repeats.
     stuck_at: f64,
     /// When each fault in `FAULTS` next begins.
-    next_fault: [i64; 6],
+    schedule: Schedule<6>,
     /// Readings held back while the connection is lost.
     backlog: Vec<String>,
     last_step: i64,
@@ -301,10 +301,7 @@ impl Truck {
         let position = random_point(&config.region, &mut rng);
         let destination = random_point(&config.region, &mut rng);
         let first = start + rng.between(0, config.interval.ms() - 1);
-        let next_fault = FAULTS.map(|f| {
-            f.rate(&config.faults)
-                .map_or(i64::MAX, |r| r.next_after(first, &mut rng))
-        });
+        let schedule = Schedule::new(FAULTS.map(|f| f.rate(&config.faults)), first, &mut rng);
         let stop_at = first + config.deliveries.every.sample(&mut rng);
         let ambient_offset = rng.range(-1.5, 1.5);
         Truck {
@@ -319,7 +316,7 @@ impl Truck {
             activity: Activity::Driving { stop_at },
             fault: None,
             stuck_at: 0.0,
-            next_fault,
+            schedule,
             backlog: Vec::new(),
             last_step: first,
             first,
@@ -388,22 +385,10 @@ impl Truck {
 
     /// Starts the fault that is due, if the truck is free for one.
     fn start_fault(&mut self, config: &Config, now: i64, labels: &mut Vec<Label>) -> Option<Fault> {
-        let (i, &due) = self
-            .next_fault
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, t)| **t)?;
-        if due > now {
-            return None;
-        }
-        let fault = FAULTS[i];
-        let rate = fault.rate(&config.faults)?;
-        self.next_fault[i] = rate.next_after(now, &mut self.rng);
         let busy = self.fault.is_some() || matches!(self.activity, Activity::Stopped { .. });
-        if busy {
-            return None;
-        }
-        let end = now + rate.duration.sample(&mut self.rng);
+        let rates = FAULTS.map(|f| f.rate(&config.faults));
+        let (kind, end) = self.schedule.due(rates, now, &mut self.rng, |_| !busy)?;
+        let fault = FAULTS[kind];
         labels.push(Label::new(
             &self.name,
             fault.name(),
