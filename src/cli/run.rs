@@ -12,7 +12,8 @@ pub struct Args {
     /// The pipeline file.
     pipeline: PathBuf,
     /// Replace source NAME with another input: file:PATH (JSON lines, or
-    /// CSV by extension). Repeatable.
+    /// CSV by extension), sim:SCENARIO, mqtt://HOST:PORT/TOPIC-FILTER.
+    /// Repeatable.
     #[arg(long = "input", value_name = "NAME=URI")]
     inputs: Vec<String>,
     /// Worker tasks (default: one per core).
@@ -41,8 +42,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     });
     let report = report.map_err(|e| Failure::Runtime(e.to_string()))?;
     let secs = started.elapsed().as_secs_f64();
+    let redelivered = match report.redelivered {
+        0 => String::new(),
+        n => format!(", {n} redelivered by the broker"),
+    };
     eprintln!(
-        "floe: {}: {} events in {:.2}s ({:.0}/s), {} alerts, {} outputs, {} dead letters ({} late)",
+        "floe: {}: {} events in {:.2}s ({:.0}/s), {} alerts, {} outputs, {} dead letters ({} late){redelivered}",
         pipeline.name,
         report.events,
         secs,
@@ -72,5 +77,5 @@ fn replace_input(pipeline: &mut Pipeline, input: &str) -> Result<(), String> {
         return Err(format!("no such file: {path}"));
     }
     source.spec = sources::from_uri(uri)?;
-    Ok(())
+    source.check_key().map_err(|e| e.message)
 }

@@ -3,20 +3,24 @@
 use super::Failure;
 use crate::config::Duration;
 use crate::event::time;
+use crate::mqtt::{self, Publisher, QoS, TopicTemplate};
 use crate::runtime::Shutdown;
 use crate::sim::run::{self, Limit, Output};
 use crate::sim::{Label, Scenario};
 use crate::sources::pace::Pace;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// The scenario file, like simulators/trucks.yaml.
     scenario: PathBuf,
-    /// Where to send: `stdout` or `file:PATH` (JSON lines).
+    /// Where to send: `stdout`, `file:PATH` (JSON lines), or
+    /// `mqtt://HOST:PORT[/TOPIC][?qos=N]`, where TOPIC may use `{device}`
+    /// (default: fleet/{device}/telemetry for trucks, plant/{device}/telemetry
+    /// for a factory).
     #[arg(long, value_name = "URI")]
     to: String,
     /// Messages per wall-clock second (sets the pace instead of --speed).
@@ -59,8 +63,11 @@ pub fn simulate(args: Args) -> Result<(), Failure> {
     let limit = args.duration.map_or(Limit::Never, |d| {
         Limit::for_duration(pace, d.ms(), sim.now())
     });
-    let mut out = Writer::open(&args.to, args.labels.as_deref())?;
     let runtime = super::tokio_runtime(1)?;
+    let mut out = {
+        let _in_runtime = runtime.enter();
+        Writer::open(&args.to, args.labels.as_deref(), &scenario)?
+    };
     let shutdown = Shutdown::default();
     let started = Instant::now();
     let first = sim.now();
@@ -68,7 +75,8 @@ pub fn simulate(args: Args) -> Result<(), Failure> {
         shutdown.on_signals();
         let stop = shutdown.clone();
         tokio::task::spawn_blocking(move || {
-            let sent = run::run(&mut sim, &mut out, pace, limit, || stop.is_requested());
+            let sent = run::run(&mut sim, &mut out, pace, limit, || stop.is_requested())
+                .and_then(|sent| out.out.close().map(|()| sent));
             (sent, sim.now(), out.progress.finish())
         })
         .await
@@ -86,26 +94,46 @@ pub fn simulate(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
-/// JSON lines to stdout or a file, labels to their own file.
+/// Messages to their destination, labels to their own file.
 struct Writer {
-    out: BufWriter<Box<dyn Write + Send>>,
+    out: Out,
     labels: Option<BufWriter<File>>,
     progress: Progress,
 }
 
+/// Where messages go.
+enum Out {
+    /// JSON lines, to stdout or a file.
+    Lines(BufWriter<Box<dyn Write + Send>>),
+    Mqtt(MqttOut),
+}
+
 impl Writer {
-    fn open(to: &str, labels: Option<&std::path::Path>) -> Result<Writer, Failure> {
-        let out: Box<dyn Write + Send> = if to == "stdout" || to == "-" {
-            Box::new(std::io::stdout())
+    /// Opens `--to`; MQTT needs to be inside the runtime.
+    fn open(
+        to: &str,
+        labels: Option<&std::path::Path>,
+        scenario: &Scenario,
+    ) -> Result<Writer, Failure> {
+        let lines = |w: Box<dyn Write + Send>| Out::Lines(BufWriter::with_capacity(1 << 20, w));
+        let out = if to == "stdout" || to == "-" {
+            lines(Box::new(std::io::stdout()))
         } else if let Some(path) = to.strip_prefix("file:") {
-            Box::new(File::create(path).map_err(|e| Failure::Invalid(format!("--to {to}: {e}")))?)
+            let file =
+                File::create(path).map_err(|e| Failure::Invalid(format!("--to {to}: {e}")))?;
+            lines(Box::new(file))
+        } else if to.starts_with("mqtt://") || to.starts_with("mqtts://") {
+            Out::Mqtt(
+                MqttOut::open(to, scenario)
+                    .map_err(|e| Failure::Invalid(format!("--to {to}: {e}")))?,
+            )
         } else {
             let scheme = to.split(':').next().unwrap_or_default();
             let message = match scheme {
-                "mqtt" | "mqtts" | "kafka" => format!(
+                "kafka" => format!(
                     "--to {to}: `{scheme}` outputs are not available in this version of floe yet"
                 ),
-                _ => format!("--to {to}: expected stdout or file:PATH"),
+                _ => format!("--to {to}: expected stdout, file:PATH or mqtt://HOST:PORT/TOPIC"),
             };
             return Err(Failure::Invalid(message));
         };
@@ -116,19 +144,97 @@ impl Writer {
             None => None,
         };
         Ok(Writer {
-            out: BufWriter::with_capacity(1 << 20, out),
+            out,
             labels,
             progress: Progress::new(),
         })
     }
 }
 
+impl Out {
+    fn write(&mut self, device: &str, line: &str) -> std::io::Result<()> {
+        match self {
+            Out::Lines(out) => {
+                out.write_all(line.as_bytes())?;
+                out.write_all(b"\n")
+            }
+            Out::Mqtt(mqtt) => mqtt.publish(device, line),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Out::Lines(out) => out.flush(),
+            Out::Mqtt(_) => Ok(()),
+        }
+    }
+
+    /// Flushes; for MQTT, waits until the broker has every message.
+    fn close(&mut self) -> std::io::Result<()> {
+        match self {
+            Out::Lines(out) => out.flush(),
+            Out::Mqtt(mqtt) => mqtt.close(),
+        }
+    }
+}
+
+/// Publishes through the same client as the `mqtt` sink.
+struct MqttOut {
+    /// `None` once closed.
+    publisher: Option<Publisher>,
+    topic: TopicTemplate,
+    qos: QoS,
+    runtime: tokio::runtime::Handle,
+}
+
+impl MqttOut {
+    fn open(to: &str, scenario: &Scenario) -> Result<MqttOut, String> {
+        let mqtt::Uri {
+            mut connection,
+            topic,
+            qos,
+        } = mqtt::Uri::parse(to)?;
+        let topic = topic.unwrap_or_else(|| scenario.default_topic().to_string());
+        let topic = TopicTemplate::parse(&topic, &["device"])?;
+        // Without a chosen id, there is no session worth resuming: a
+        // broker would keep each run's forever.
+        connection.clean_session = connection.client_id.is_none();
+        let id = connection.client_id(&format!("floe-simulate-{}", std::process::id()));
+        let publisher = Publisher::start(&connection, id, Path::new("."), "simulate".into())
+            .map_err(|e| e.to_string())?;
+        Ok(MqttOut {
+            publisher: Some(publisher),
+            topic,
+            qos: mqtt::qos(qos.unwrap_or(1)).unwrap_or(QoS::AtLeastOnce),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// Called from the simulation's blocking thread.
+    fn publish(&mut self, device: &str, line: &str) -> std::io::Result<()> {
+        let topic = self.topic.render(|_| Some(device));
+        let publisher = self.publisher.as_mut().ok_or_else(closed)?;
+        let sent = publisher.publish(topic, line.as_bytes().to_vec(), self.qos, false);
+        self.runtime.block_on(sent).map_err(std::io::Error::other)
+    }
+
+    fn close(&mut self) -> std::io::Result<()> {
+        let publisher = self.publisher.take().ok_or_else(closed)?;
+        self.runtime
+            .block_on(publisher.close())
+            .map_err(std::io::Error::other)
+    }
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::other("the MQTT client is closed")
+}
+
 impl Output for Writer {
     type Error = std::io::Error;
 
-    fn message(&mut self, _device: &str, line: &str) -> std::io::Result<()> {
-        self.out.write_all(line.as_bytes())?;
-        self.out.write_all(b"\n")?;
+    fn message(&mut self, device: &str, line: &str) -> std::io::Result<()> {
+        self.out.write(device, line)?;
         self.progress.message();
         Ok(())
     }

@@ -16,6 +16,7 @@ pub use duration::Duration;
 pub use error::{ConfigError, Diagnostics, Loc, did_you_mean};
 pub use yaml::{Node, from_node};
 
+use crate::event::decode::KeySpec;
 use crate::operators::OperatorSpec;
 use crate::sinks::SinkSpec;
 use crate::sources::{SourceCommon, SourceSpec};
@@ -73,6 +74,24 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
     }
 }
 
+/// What a component learns about its place when it is opened.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    /// The directory relative paths start from: the pipeline file's.
+    pub base: &'a Path,
+    pub pipeline: &'a str,
+    /// The component's id in the pipeline.
+    pub id: &'a str,
+}
+
+impl Context<'_> {
+    /// The MQTT client id a component uses unless told otherwise: stable
+    /// across restarts, so the broker resumes the component's session.
+    pub fn default_client_id(&self) -> String {
+        format!("floe-{}-{}", self.pipeline, self.id)
+    }
+}
+
 /// A loaded, validated pipeline.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -93,6 +112,25 @@ pub struct SourceDef {
     pub loc: Loc,
     pub common: SourceCommon,
     pub spec: Box<dyn SourceSpec>,
+}
+
+impl SourceDef {
+    /// `key: topic[N]` needs a source whose messages arrive on topics.
+    pub fn check_key(&self) -> Result<(), ConfigError> {
+        match &self.common.key {
+            Some(key)
+                if matches!(KeySpec::parse(key), KeySpec::TopicLevel(_))
+                    && !self.spec.has_topics() =>
+            {
+                let message = format!(
+                    "source \"{}\": `key: {}` takes the key from a topic level, and only mqtt sources have topics",
+                    self.id, key.value
+                );
+                Err(ConfigError::at(key.loc, message))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An operator or a sink: a component that takes `inputs`.
@@ -430,6 +468,11 @@ fn parse_sources(
         loc,
         common,
         spec,
+    })
+    .inspect(|source| {
+        if let Err(e) = source.check_key() {
+            errors.push(e);
+        }
     })
     .collect()
 }

@@ -31,6 +31,8 @@ pub enum DecodeError {
     BadCsv(String),
     #[error("missing key field `{0}`")]
     MissingKey(String),
+    #[error("the topic has no level {0} to take the key from")]
+    MissingTopicLevel(usize),
     #[error("key field `{0}` must be a string or an integer")]
     BadKey(String),
     #[error("missing time field `{0}`")]
@@ -54,7 +56,9 @@ impl DecodeError {
             DecodeError::InvalidUtf8(_) => "invalid_utf8",
             DecodeError::BadJson(_) => "bad_json",
             DecodeError::BadCsv(_) => "bad_csv",
-            DecodeError::MissingKey(_) | DecodeError::BadKey(_) => "bad_key",
+            DecodeError::MissingKey(_)
+            | DecodeError::BadKey(_)
+            | DecodeError::MissingTopicLevel(_) => "bad_key",
             DecodeError::MissingTime(_) | DecodeError::BadTime { .. } => "bad_time",
             DecodeError::AbsurdTime { .. } => "absurd_time",
             DecodeError::WrongType { .. } | DecodeError::NotFinite(_) => "wrong_type",
@@ -70,11 +74,35 @@ pub enum Format {
     Csv,
 }
 
+/// Where a source's entity key is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeySpec {
+    /// A field of the payload.
+    Field(String),
+    /// A level of the MQTT topic, counting from 0: `topic[1]` of
+    /// `fleet/truck-7/telemetry` is `truck-7`.
+    TopicLevel(usize),
+}
+
+impl KeySpec {
+    /// Reads `topic[N]` or a field name.
+    pub fn parse(text: &str) -> KeySpec {
+        let level = text
+            .strip_prefix("topic[")
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|n| n.parse().ok());
+        match level {
+            Some(n) => KeySpec::TopicLevel(n),
+            None => KeySpec::Field(text.to_string()),
+        }
+    }
+}
+
 /// What a source's records look like: where the key and the time are.
 #[derive(Clone, Debug)]
 pub struct DecodeSpec {
-    /// Field holding the entity key; `None` makes the stream one entity.
-    pub key: Option<String>,
+    /// Where the entity key is; `None` makes the stream one entity.
+    pub key: Option<KeySpec>,
     /// Field holding the event time; `None` means arrival time.
     pub time: Option<String>,
     pub max_message_bytes: usize,
@@ -105,7 +133,7 @@ pub const SINGLE_KEY: &str = "all";
 impl Decoder {
     pub fn new(spec: DecodeSpec, schema: &Schema, source: u16) -> Self {
         let mut names: Vec<(Box<str>, Slot)> = Vec::new();
-        if let Some(k) = &spec.key {
+        if let Some(KeySpec::Field(k)) = &spec.key {
             names.push((k.as_str().into(), Slot::Key));
         }
         if let Some(t) = &spec.time {
@@ -154,6 +182,16 @@ impl Decoder {
     /// Decodes one JSON object; `position` is its line or offset. Without a
     /// time field the event is stamped with its arrival time.
     pub fn decode_json(&self, bytes: &[u8], position: u64) -> Result<Event, DecodeError> {
+        self.decode_message(bytes, position, None)
+    }
+
+    /// Decodes one JSON message that arrived on `topic`, which may hold the key.
+    pub fn decode_message(
+        &self,
+        bytes: &[u8],
+        position: u64,
+        topic: Option<&str>,
+    ) -> Result<Event, DecodeError> {
         let text = self.check_bytes(bytes)?;
         let mut builder = Builder::new(self);
         let mut de = serde_json::Deserializer::from_str(text);
@@ -161,7 +199,7 @@ impl Decoder {
             .deserialize(&mut de)
             .and_then(|()| de.end())
             .map_err(|e| DecodeError::BadJson(e.to_string()))?;
-        builder.finish(self.origin(position))
+        builder.finish(self.origin(position), topic)
     }
 
     /// Decodes one CSV row given the header's column names.
@@ -186,7 +224,7 @@ impl Decoder {
                 builder.put(*slot, name, csv_scalar(&cell))?;
             }
         }
-        builder.finish(self.origin(position))
+        builder.finish(self.origin(position), None)
     }
 
     /// Reads a CSV header line into the column layout rows are decoded with.
@@ -288,15 +326,23 @@ impl<'d> Builder<'d> {
         Ok(())
     }
 
-    fn finish(self, origin: Origin) -> Result<Event, DecodeError> {
+    fn finish(self, origin: Origin, topic: Option<&str>) -> Result<Event, DecodeError> {
         if let Some(e) = self.error {
             return Err(e);
         }
         let spec = &self.decoder.spec;
         let key = match (&spec.key, self.key) {
             (None, _) => Key::const_new(SINGLE_KEY),
-            (Some(_), Some(k)) => k,
-            (Some(name), None) => return Err(DecodeError::MissingKey(name.clone())),
+            (Some(KeySpec::TopicLevel(n)), _) => {
+                let level = topic
+                    .and_then(|t| t.split('/').nth(*n))
+                    .filter(|l| !l.is_empty());
+                Key::new(level.ok_or(DecodeError::MissingTopicLevel(*n))?)
+            }
+            (Some(KeySpec::Field(_)), Some(k)) => k,
+            (Some(KeySpec::Field(name)), None) => {
+                return Err(DecodeError::MissingKey(name.clone()));
+            }
         };
         let time = match (&spec.time, self.time) {
             // Read the clock only when needed: it costs as much as parsing.
@@ -510,7 +556,7 @@ mod tests {
         let temp = schema.intern_numeric("temperature_c");
         let kind = schema.intern("kind");
         let spec = DecodeSpec {
-            key: Some("device".into()),
+            key: Some(KeySpec::Field("device".into())),
             time: Some("ts".into()),
             max_message_bytes: 1024,
         };
@@ -544,6 +590,26 @@ mod tests {
             )
             .unwrap();
         assert_eq!(e.num(temp), Some(1.0));
+    }
+
+    #[test]
+    fn keys_from_topic_levels() {
+        let spec = DecodeSpec {
+            key: Some(KeySpec::parse("topic[1]")),
+            time: None,
+            max_message_bytes: 1024,
+        };
+        let d = Decoder::new(spec, &Schema::default(), 0);
+        let e = d
+            .decode_message(b"{}", 0, Some("fleet/truck-7/telemetry"))
+            .unwrap();
+        assert_eq!(e.key, "truck-7");
+        let err = d.decode_message(b"{}", 0, Some("fleet")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the topic has no level 1 to take the key from"
+        );
+        assert_eq!(KeySpec::parse("device"), KeySpec::Field("device".into()));
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod alerting;
 mod expr;
 pub mod filter;
 pub mod rolling;
-mod template;
+pub mod template;
 pub mod threshold;
 pub mod window;
 

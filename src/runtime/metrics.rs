@@ -11,6 +11,7 @@ pub struct Metrics {
     dead_letters: AtomicU64,
     alerts: AtomicU64,
     outputs: AtomicU64,
+    redelivered: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`].
@@ -25,6 +26,9 @@ pub struct Snapshot {
     pub alerts: u64,
     /// Operator output events (window results) sent to sinks.
     pub outputs: u64,
+    /// Messages a broker delivered again, as far as it said so (MQTT's
+    /// DUP flag): possible duplicates of events already processed.
+    pub redelivered: u64,
 }
 
 impl Metrics {
@@ -39,6 +43,10 @@ impl Metrics {
         self.dead_letters.fetch_add(1, Relaxed);
     }
 
+    pub fn redelivered(&self, n: u64) {
+        self.redelivered.fetch_add(n, Relaxed);
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             events: self.events.load(Relaxed),
@@ -46,6 +54,7 @@ impl Metrics {
             dead_letters: self.dead_letters.load(Relaxed),
             alerts: self.alerts.load(Relaxed),
             outputs: self.outputs.load(Relaxed),
+            redelivered: self.redelivered.load(Relaxed),
         }
     }
 }

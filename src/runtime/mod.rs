@@ -22,7 +22,7 @@ pub use router::{Router, WorkerMsg, worker_for};
 pub use shutdown::Shutdown;
 pub use worker::Core;
 
-use crate::config::Pipeline;
+use crate::config::{Context, Pipeline};
 use crate::sinks::dead_letter::{self, DeadLetters};
 use crate::sinks::{Sink, SinkError};
 use crate::sources::{Ingest, Source, SourceError};
@@ -57,18 +57,28 @@ impl Io {
     /// Opens the pipeline's own sources and sinks.
     pub fn open(p: &Pipeline) -> Result<Io, RuntimeError> {
         let base = p.resolve(std::path::Path::new(""));
+        let context = Context {
+            base: &base,
+            pipeline: &p.name,
+            id: "",
+        };
         let sources = p
             .sources
             .iter()
             .map(|s| {
-                s.spec.open(&base).map_err(|source| RuntimeError::Source {
+                let opened = s.spec.open(&Context {
+                    id: &s.id,
+                    ..context
+                });
+                opened.map_err(|source| RuntimeError::Source {
                     id: s.id.clone(),
                     source,
                 })
             })
             .collect::<Result<_, _>>()?;
         let open_sink = |id: &str, spec: &dyn crate::sinks::SinkSpec| {
-            spec.open(&base).map_err(|source| RuntimeError::Sink {
+            let opened = spec.open(&Context { id, ..context });
+            opened.map_err(|source| RuntimeError::Sink {
                 id: id.to_string(),
                 source,
             })
@@ -154,6 +164,7 @@ pub async fn run(
             decoder,
             router,
             dead_letters.clone(),
+            metrics.clone(),
             shutdown.clone(),
         );
         source_tasks.push(tokio::spawn(source.run(ingest)));

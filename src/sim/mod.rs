@@ -241,6 +241,15 @@ impl Scenario {
         })
     }
 
+    /// Where `floe simulate --to mqtt://` publishes unless told: the
+    /// topics the example pipelines subscribe to.
+    pub fn default_topic(&self) -> &'static str {
+        match self.kind.as_str() {
+            "trucks" => "fleet/{device}/telemetry",
+            _ => "plant/{device}/telemetry",
+        }
+    }
+
     pub fn simulation(&self, seed: u64) -> Result<Simulation, Vec<ConfigError>> {
         Ok(Simulation::new(self.build(seed)?))
     }

@@ -9,10 +9,11 @@
 //! ```
 
 use super::{LinesSink, Sink, SinkError, SinkSpec};
+use crate::config::Context;
 use serde::Deserialize;
 use std::fs::OpenOptions;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,8 +31,8 @@ fn yes() -> bool {
 }
 
 impl SinkSpec for Config {
-    fn open(&self, base: &Path) -> Result<Box<dyn Sink>, SinkError> {
-        let path = base.join(&self.path);
+    fn open(&self, ctx: &Context) -> Result<Box<dyn Sink>, SinkError> {
+        let path = ctx.base.join(&self.path);
         let file = OpenOptions::new()
             .create(true)
             .write(true)

@@ -7,15 +7,15 @@
 
 pub mod dead_letter;
 pub mod file;
+pub mod mqtt;
 pub mod stdout;
 
-use crate::config::{ConfigError, Node, Registry, from_node};
+use crate::config::{ConfigError, Context, Node, Registry, from_node};
 use crate::event::Key;
 use crate::sources::BoxFuture;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -25,8 +25,9 @@ pub const REGISTRY: Registry<dyn SinkSpec> = Registry {
     built: &[
         ("stdout", spec::<stdout::Config>),
         ("file", spec::<file::Config>),
+        ("mqtt", mqtt::Config::parse),
     ],
-    planned: &["mqtt", "kafka", "webhook"],
+    planned: &["kafka", "webhook"],
 };
 
 fn spec<C: SinkSpec + DeserializeOwned + 'static>(
@@ -50,8 +51,8 @@ pub type Batch = Vec<Arc<Record>>;
 
 /// A sink's configuration, as deserialized from its pipeline entry.
 pub trait SinkSpec: Debug + Send + Sync {
-    /// Opens the sink. `base` is the directory relative paths start from.
-    fn open(&self, base: &Path) -> Result<Box<dyn Sink>, SinkError>;
+    /// Opens the sink.
+    fn open(&self, ctx: &Context) -> Result<Box<dyn Sink>, SinkError>;
 }
 
 /// An opened sink.
@@ -72,6 +73,8 @@ pub enum SinkError {
         what: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::MqttError),
 }
 
 /// A sink that writes JSON lines to any writer (stdout, a file).

@@ -16,12 +16,12 @@
 
 use super::pace::{Pace, Pacer, nap};
 use super::{BoxFuture, Ingest, Source, SourceError, SourceSpec};
-use crate::config::Spanned;
+use crate::config::{Context, Spanned};
 use crate::event::decode::{CsvHeader, DecodeError, Format};
 use serde::Deserialize;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,8 +61,8 @@ impl Config {
 }
 
 impl SourceSpec for Config {
-    fn open(&self, base: &Path) -> Result<Box<dyn Source>, SourceError> {
-        let path = base.join(&self.path.value);
+    fn open(&self, ctx: &Context) -> Result<Box<dyn Source>, SourceError> {
+        let path = ctx.base.join(&self.path.value);
         let file = File::open(&path).map_err(|source| SourceError::Open {
             path: path.display().to_string(),
             source,
@@ -85,8 +85,6 @@ struct FileSource {
 
 /// How many lines pass between checks for a shutdown request.
 const SHUTDOWN_CHECK_LINES: u64 = 4096;
-/// How much of an oversized line the dead-letter record keeps.
-const OVERSIZED_PREFIX: usize = 1024;
 
 impl Source for FileSource {
     fn run(self: Box<Self>, ingest: Ingest) -> BoxFuture<Result<(), SourceError>> {
@@ -118,11 +116,7 @@ impl FileSource {
             let origin = || serde_json::json!({"path": self.path, "line": number});
             if size > limit {
                 let error = DecodeError::TooLarge { size, limit };
-                ingest.reject_blocking(
-                    &error,
-                    origin(),
-                    &bytes[..bytes.len().min(OVERSIZED_PREFIX)],
-                )?;
+                ingest.reject_blocking(&error, origin(), bytes)?;
                 continue;
             }
             let decoded = match (self.format, &csv_header) {

@@ -6,27 +6,31 @@
 //! routing and back-pressure are the same for all of them.
 
 pub mod file;
+pub mod mqtt;
 pub mod pace;
 pub mod sim;
 
-use crate::config::{ConfigError, Duration, Node, Registry, Spanned, from_node};
+use crate::config::{ConfigError, Context, Duration, Node, Registry, Spanned, from_node};
 use crate::event::Event;
-use crate::event::decode::{DEFAULT_MAX_MESSAGE_BYTES, DecodeError, DecodeSpec, Decoder};
-use crate::runtime::{Router, Shutdown};
+use crate::event::decode::{DEFAULT_MAX_MESSAGE_BYTES, DecodeError, DecodeSpec, Decoder, KeySpec};
+use crate::runtime::{Metrics, Router, Shutdown};
 use crate::sinks::dead_letter::DeadLetters;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
 /// Every source type, by the name pipelines use in `type:`.
 pub const REGISTRY: Registry<dyn SourceSpec> = Registry {
     section: "source",
-    built: &[("file", spec::<file::Config>), ("sim", spec::<sim::Config>)],
-    planned: &["mqtt", "kafka"],
+    built: &[
+        ("file", spec::<file::Config>),
+        ("mqtt", mqtt::Config::parse),
+        ("sim", spec::<sim::Config>),
+    ],
+    planned: &["kafka"],
 };
 
 fn spec<C: SourceSpec + DeserializeOwned + 'static>(
@@ -45,21 +49,26 @@ pub fn from_uri(uri: &str) -> Result<Box<dyn SourceSpec>, String> {
     }
     let scheme = uri.split(':').next().unwrap_or_default();
     match scheme {
-        "mqtt" | "mqtts" | "kafka" => Err(format!(
-            "`{scheme}:` inputs are not available in this version of floe yet; use file:PATH or sim:SCENARIO"
+        "mqtt" | "mqtts" => Ok(Box::new(mqtt::Config::from_uri(uri)?)),
+        "kafka" => Err(format!(
+            "`{scheme}:` inputs are not available in this version of floe yet"
         )),
         _ => Err(format!(
-            "unknown input `{uri}`: expected file:PATH or sim:SCENARIO"
+            "unknown input `{uri}`: expected file:PATH, sim:SCENARIO or mqtt://HOST:PORT/TOPIC"
         )),
     }
 }
+
+/// How much of an oversized message the dead-letter record keeps.
+const OVERSIZED_PREFIX: usize = 1024;
 
 /// Settings every source shares: how its records are keyed, timed and
 /// ordered.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceCommon {
-    /// Field holding the entity key. Without it the stream is one entity.
+    /// Field holding the entity key, or `topic[N]` for level N of the MQTT
+    /// topic. Without it the stream is one entity.
     pub key: Option<Spanned<String>>,
     /// Field holding the event time (RFC 3339 or epoch ms). Without it,
     /// events are stamped with their arrival time.
@@ -83,7 +92,7 @@ impl SourceCommon {
 
     pub fn decode_spec(&self) -> DecodeSpec {
         DecodeSpec {
-            key: self.key.as_ref().map(|k| k.value.clone()),
+            key: self.key.as_ref().map(|k| KeySpec::parse(k)),
             time: self.time.as_ref().map(|t| t.value.clone()),
             max_message_bytes: self.max_message_bytes,
         }
@@ -92,8 +101,13 @@ impl SourceCommon {
 
 /// A source's configuration, as deserialized from its pipeline entry.
 pub trait SourceSpec: Debug + Send + Sync {
-    /// Opens the source. `base` is the directory relative paths start from.
-    fn open(&self, base: &Path) -> Result<Box<dyn Source>, SourceError>;
+    /// Opens the source.
+    fn open(&self, ctx: &Context) -> Result<Box<dyn Source>, SourceError>;
+
+    /// Whether its messages arrive on topics, so `key: topic[N]` works.
+    fn has_topics(&self) -> bool {
+        false
+    }
 }
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -118,6 +132,8 @@ pub enum SourceError {
     },
     #[error("{0}")]
     Scenario(String),
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::MqttError),
     #[error("the pipeline stopped before the source ended")]
     Closed,
 }
@@ -129,6 +145,7 @@ pub struct Ingest {
     decoder: Decoder,
     router: Router,
     dead_letters: DeadLetters,
+    metrics: Arc<Metrics>,
     shutdown: Shutdown,
 }
 
@@ -138,6 +155,7 @@ impl Ingest {
         decoder: Decoder,
         router: Router,
         dead_letters: DeadLetters,
+        metrics: Arc<Metrics>,
         shutdown: Shutdown,
     ) -> Self {
         Ingest {
@@ -145,6 +163,7 @@ impl Ingest {
             decoder,
             router,
             dead_letters,
+            metrics,
             shutdown,
         }
     }
@@ -163,16 +182,27 @@ impl Ingest {
     }
 
     /// Dead-letters a message that could not be decoded. Blocks while the
-    /// dead-letter sink is behind: rejected messages are never dropped.
+    /// dead-letter sink is behind: rejected messages are never dropped. An
+    /// oversized payload is kept only in part, so a flood of huge messages
+    /// cannot exhaust memory on their way to the dead-letter sink.
     pub fn reject_blocking(
         &self,
         error: &DecodeError,
         origin: serde_json::Value,
         payload: &[u8],
     ) -> Result<(), SourceError> {
+        let payload = match error {
+            DecodeError::TooLarge { .. } => &payload[..payload.len().min(OVERSIZED_PREFIX)],
+            _ => payload,
+        };
         self.dead_letters
             .send_blocking(&self.id, &error.to_string(), origin, payload)
             .map_err(|_| SourceError::Closed)
+    }
+
+    /// Counts messages the broker marked as possibly delivered before.
+    pub fn count_redelivered(&self, n: u64) {
+        self.metrics.redelivered(n);
     }
 
     /// Hands a decoded event to its worker, blocking while workers are behind.

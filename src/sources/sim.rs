@@ -16,11 +16,11 @@
 
 use super::pace::Pace;
 use super::{BoxFuture, Ingest, Source, SourceError, SourceSpec};
-use crate::config::{Duration, Spanned};
+use crate::config::{Context, Duration, Spanned};
 use crate::sim::run::{self, Limit, Output};
 use crate::sim::{Label, Scenario, Simulation};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,8 +60,8 @@ impl Config {
 }
 
 impl SourceSpec for Config {
-    fn open(&self, base: &Path) -> Result<Box<dyn Source>, SourceError> {
-        let path = base.join(&self.scenario.value);
+    fn open(&self, ctx: &Context) -> Result<Box<dyn Source>, SourceError> {
+        let path = ctx.base.join(&self.scenario.value);
         let scenario = Scenario::load(&path).map_err(|d| SourceError::Scenario(d.to_string()))?;
         let sim = scenario.simulation(self.seed).map_err(|e| {
             SourceError::Scenario(crate::config::Diagnostics::new(&path, e).to_string())

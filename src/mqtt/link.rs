@@ -1,0 +1,179 @@
+//! The state of one connection to a broker, for backoff and for logs.
+//!
+//! rumqttc reconnects when its event loop is polled again after an error,
+//! but has no backoff of its own: polled in a loop, it would hammer a broker
+//! that is down. [`Link`] says how long to wait, logs each change of state
+//! once (not once per retry), and adds up the time spent disconnected.
+
+use super::{EventLoop, Incoming, MqttError, PollError};
+use crate::runtime::Shutdown;
+use crate::sim::rng::Rng;
+use std::fmt::Display;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Backoff between reconnection attempts: doubling from 100 ms to 30 s,
+/// with jitter so a fleet of clients does not reconnect in step.
+const BACKOFF_MIN_MS: u64 = 100;
+const BACKOFF_MAX_MS: u64 = 30_000;
+
+#[derive(Debug)]
+pub struct Link {
+    /// The component, as logs name it (`source "trucks"`).
+    what: String,
+    broker: String,
+    down_since: Option<Instant>,
+    /// Consecutive failed attempts, for the backoff.
+    failures: u32,
+    /// Jitter; seeded from the clock so clients differ.
+    rng: Rng,
+    /// Connections made, the first included.
+    pub connects: u64,
+    /// Milliseconds spent disconnected, over the life of the link. Shared
+    /// so a component can report it after its event loop has ended.
+    pub down_ms: Arc<AtomicU64>,
+}
+
+impl Link {
+    pub fn new(what: impl Into<String>, broker: impl Into<String>) -> Link {
+        Link {
+            what: what.into(),
+            broker: broker.into(),
+            down_since: None,
+            failures: 0,
+            rng: Rng::new(crate::event::time::now_ms() as u64 ^ u64::from(std::process::id())),
+            connects: 0,
+            down_ms: Arc::default(),
+        }
+    }
+
+    pub fn connected(&mut self) {
+        self.connects += 1;
+        match self.down_since.take() {
+            Some(since) => {
+                let down = since.elapsed();
+                self.down_ms
+                    .fetch_add(down.as_millis() as u64, Ordering::Relaxed);
+                tracing::info!(
+                    "{}: reconnected to {} after {:.1}s down",
+                    self.what,
+                    self.broker,
+                    down.as_secs_f64()
+                );
+            }
+            None => tracing::info!("{}: connected to {}", self.what, self.broker),
+        }
+        self.failures = 0;
+    }
+
+    /// Records a failed attempt or a dropped connection and returns how
+    /// long to wait before the next attempt.
+    pub fn failed(&mut self, error: &impl Display) -> Duration {
+        if self.down_since.is_none() {
+            self.down_since = Some(Instant::now());
+            let was = if self.connects == 0 {
+                "cannot connect to"
+            } else {
+                "disconnected from"
+            };
+            tracing::warn!(
+                "{}: {was} {}: {error}; retrying with backoff",
+                self.what,
+                self.broker
+            );
+        } else {
+            tracing::debug!(
+                "{}: reconnect to {} failed: {error}",
+                self.what,
+                self.broker
+            );
+        }
+        self.failures = self.failures.saturating_add(1);
+        let ceiling = (BACKOFF_MIN_MS << self.failures.min(16)).min(BACKOFF_MAX_MS) as f64;
+        Duration::from_millis(self.rng.range(ceiling / 2.0, ceiling) as u64)
+    }
+
+    /// The component, as logs name it.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
+    pub fn broker(&self) -> &str {
+        &self.broker
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down_since.is_some()
+    }
+
+    /// Polls `events` until something happens, waiting out failures with
+    /// backoff. `None` means the session is over: the client disconnected
+    /// or closed, or `stop` was requested while the broker was away.
+    pub async fn next(
+        &mut self,
+        events: &mut EventLoop,
+        stop: &Shutdown,
+    ) -> Result<Option<Incoming>, MqttError> {
+        loop {
+            if self.is_down() && stop.is_requested() {
+                return Ok(None);
+            }
+            match events.poll().await {
+                Ok(Incoming::Connected { session_present }) => {
+                    self.connected();
+                    return Ok(Some(Incoming::Connected { session_present }));
+                }
+                Ok(Incoming::Disconnected) | Err(PollError::Closed) => return Ok(None),
+                Ok(incoming) => return Ok(Some(incoming)),
+                Err(e) if e.is_fatal(self.connects > 0) => {
+                    return Err(MqttError::Refused {
+                        broker: self.broker.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+                Err(e) => {
+                    let wait = self.failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.requested() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One line for the end of a run: how often and how long it was away.
+    pub fn summary(&self) -> String {
+        let down = self.down_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        format!(
+            "{}: {} connection(s) to {}, {down:.1}s disconnected",
+            self.what, self.connects, self.broker
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let mut link = Link::new("test", "b");
+        let first = link.failed(&"refused");
+        assert!(first >= Duration::from_millis(100) && first < Duration::from_millis(200));
+        let second = link.failed(&"refused");
+        assert!(second >= Duration::from_millis(200) && second < Duration::from_millis(400));
+        for _ in 0..20 {
+            link.failed(&"refused");
+        }
+        let late = link.failed(&"refused");
+        assert!(late >= Duration::from_millis(15_000) && late <= Duration::from_millis(30_000));
+        assert!(link.is_down());
+        link.connected();
+        assert!(!link.is_down());
+        assert_eq!(link.connects, 1);
+        // After a success the backoff starts again from the bottom.
+        assert!(link.failed(&"gone") < Duration::from_millis(200));
+    }
+}

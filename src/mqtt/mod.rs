@@ -1,0 +1,482 @@
+//! MQTT connections, shared by the `mqtt` source, the `mqtt` sink and
+//! `floe simulate --to mqtt://`.
+//!
+//! [`Connection`] is how a pipeline file (or an `mqtt://` URI) says which
+//! broker to reach and how; [`client`] puts one face on rumqttc's MQTT
+//! 3.1.1 and 5 clients; [`Link`] supplies the reconnection backoff and
+//! state logging rumqttc leaves to its user; [`Publisher`] publishes with
+//! acknowledgements counted.
+
+pub mod client;
+mod link;
+mod publisher;
+
+pub use client::{Client, EventLoop, Incoming, Message, PollError};
+pub use link::Link;
+pub use publisher::Publisher;
+pub use rumqttc::QoS;
+
+use crate::config::{ConfigError, Duration, Node, Spanned, did_you_mean, from_node};
+use crate::event::Value;
+use crate::operators::template::Template;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// How to reach a broker. Components that talk MQTT take these keys next
+/// to their own; see [`split`].
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    /// `mqtt://HOST:PORT` or `mqtts://HOST:PORT` (TLS).
+    pub url: Spanned<String>,
+    /// The client id. Components default to `floe-PIPELINE-ID`, so a
+    /// restarted floe resumes its session.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// Write it as `${MQTT_PASSWORD}`: values from the environment are
+    /// never printed.
+    pub password: Option<Secret>,
+    /// Start a fresh session on connect. The default, `false`, lets the
+    /// broker keep QoS 1 messages while floe is down.
+    #[serde(default)]
+    pub clean_session: bool,
+    #[serde(default = "thirty_seconds")]
+    pub keep_alive: Duration,
+    /// `3.1.1` (the default) or `5`.
+    #[serde(default)]
+    pub version: Version,
+    pub tls: Option<Tls>,
+}
+
+fn thirty_seconds() -> Duration {
+    Duration(30_000)
+}
+
+/// The MQTT protocol version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Version {
+    #[default]
+    V311,
+    V5,
+}
+
+impl<'de> Deserialize<'de> for Version {
+    /// Accepts `5`, `"5"` and `"3.1.1"`: YAML reads a bare 5 as a number.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(5) => Ok(Version::V5),
+            Raw::Text(t) if t == "5" || t == "5.0" => Ok(Version::V5),
+            Raw::Text(t) if t == "3.1.1" => Ok(Version::V311),
+            _ => Err(serde::de::Error::custom("`version` must be 3.1.1 or 5")),
+        }
+    }
+}
+
+/// TLS settings; certificates and keys are PEM files.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The CA that signed the broker's certificate.
+    pub ca: PathBuf,
+    /// A client certificate and its key, for brokers that ask for one.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// A password: kept out of `Debug` output and logs.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// Keys of [`Connection`], for components that split their options.
+pub const CONNECTION_KEYS: &[&str] = &[
+    "url",
+    "client_id",
+    "username",
+    "password",
+    "clean_session",
+    "keep_alive",
+    "version",
+    "tls",
+];
+
+/// Deserializes a component's options: the connection keys into a
+/// [`Connection`], the rest into `T`.
+pub fn split<T: serde::de::DeserializeOwned>(
+    node: &Node,
+) -> Result<(Connection, T), Vec<ConfigError>> {
+    let connection = from_node::<Connection>(&node.only(CONNECTION_KEYS));
+    let rest = from_node::<T>(&node.without(CONNECTION_KEYS)).map_err(hint_connection_key);
+    match (connection, rest) {
+        (Ok(connection), Ok(rest)) => {
+            let problems = connection.check();
+            if problems.is_empty() {
+                Ok((connection, rest))
+            } else {
+                Err(problems)
+            }
+        }
+        (connection, rest) => Err(connection.err().into_iter().chain(rest.err()).collect()),
+    }
+}
+
+/// Adds a hint when an unknown key is a typo of a connection key, which
+/// the component's own options cannot know about.
+fn hint_connection_key(mut error: ConfigError) -> ConfigError {
+    let unknown = error
+        .message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.strip_suffix('`'));
+    if let Some(word) = unknown {
+        let hint = did_you_mean(word, CONNECTION_KEYS.iter().copied());
+        error.message.push_str(&hint);
+    }
+    error
+}
+
+/// What can go wrong talking to a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{broker}: {reason}")]
+    Refused { broker: String, reason: String },
+    #[error("{broker}: the connection closed with {pending} messages unacknowledged")]
+    Unacknowledged { broker: String, pending: u64 },
+    #[error("the MQTT client stopped")]
+    Closed,
+}
+
+/// An `mqtt://HOST:PORT/TOPIC?qos=N&client_id=ID` URI, as `--input` and
+/// `floe simulate --to` take it.
+#[derive(Debug)]
+pub struct Uri {
+    pub connection: Connection,
+    /// The path: a topic filter for a source, a topic template for a publisher.
+    pub topic: Option<String>,
+    pub qos: Option<u8>,
+}
+
+impl Uri {
+    pub fn parse(uri: &str) -> Result<Uri, String> {
+        let (base, query) = uri.split_once('?').unwrap_or((uri, ""));
+        let (scheme, rest) = base
+            .split_once("://")
+            .ok_or("expected mqtt://HOST:PORT/TOPIC")?;
+        let (authority, topic) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut connection = Connection::from_url(&format!("{scheme}://{authority}"));
+        let mut qos = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("qos", n)) => qos = Some(n.parse().map_err(|_| format!("bad qos `{n}`"))?),
+                Some(("client_id", id)) => connection.client_id = Some(id.to_string()),
+                Some(("version", v)) => {
+                    connection.version = match v {
+                        "5" => Version::V5,
+                        "3.1.1" => Version::V311,
+                        _ => return Err(format!("bad version `{v}`: expected 3.1.1 or 5")),
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown parameter `{pair}`: expected qos, client_id or version"
+                    ));
+                }
+            }
+        }
+        if let Some(problem) = connection.check().into_iter().next() {
+            return Err(problem.message);
+        }
+        if matches!(qos, Some(q) if q > 2) {
+            return Err("qos must be 0, 1 or 2".into());
+        }
+        let topic = (!topic.is_empty()).then(|| topic.to_string());
+        Ok(Uri {
+            connection,
+            topic,
+            qos,
+        })
+    }
+}
+
+impl Connection {
+    /// A connection with every option at its default.
+    fn from_url(url: &str) -> Connection {
+        Connection {
+            url: Spanned {
+                value: url.to_string(),
+                loc: Default::default(),
+            },
+            client_id: None,
+            username: None,
+            password: None,
+            clean_session: false,
+            keep_alive: thirty_seconds(),
+            version: Version::default(),
+            tls: None,
+        }
+    }
+
+    fn check(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if self.address().is_none() {
+            let message = "`url` must be mqtt://HOST:PORT or mqtts://HOST:PORT";
+            problems.push(ConfigError::at(self.url.loc, message));
+        }
+        if self.keep_alive.ms() != 0 && self.keep_alive.ms() < 1000 {
+            problems.push(ConfigError::at(
+                self.url.loc,
+                "`keep_alive` must be at least 1s (or 0 to disable)",
+            ));
+        }
+        if self.version == Version::V5 && self.keep_alive.ms() < 5000 {
+            problems.push(ConfigError::at(
+                self.url.loc,
+                "with MQTT 5, `keep_alive` must be at least 5s",
+            ));
+        }
+        problems
+    }
+
+    /// (TLS?, host, port) from the URL.
+    fn address(&self) -> Option<(bool, String, u16)> {
+        let (tls, rest) = match self.url.split_once("://")? {
+            ("mqtt" | "tcp", rest) => (false, rest),
+            ("mqtts" | "ssl", rest) => (true, rest),
+            _ => return None,
+        };
+        let authority = rest.split(['/', '?']).next()?;
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().ok()?),
+            None => (authority, if tls { 8883 } else { 1883 }),
+        };
+        (!host.is_empty()).then(|| (tls, host.to_string(), port))
+    }
+
+    /// The broker, for logs and errors.
+    pub fn broker(&self) -> String {
+        self.address()
+            .map_or_else(|| self.url.value.clone(), |(_, h, p)| format!("{h}:{p}"))
+    }
+
+    /// The client id: the configured one, else `default`.
+    pub fn client_id(&self, default: &str) -> String {
+        self.client_id
+            .clone()
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    /// Reads the TLS files, if the URL asks for TLS. Relative paths start
+    /// at `base`.
+    fn tls_config(&self, base: &Path) -> Result<Option<rumqttc::TlsConfiguration>, MqttError> {
+        if !self.address().is_some_and(|(tls, ..)| tls) {
+            return Ok(None);
+        }
+        let read = |path: &PathBuf| {
+            let path = base.join(path);
+            std::fs::read(&path).map_err(|source| MqttError::File {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let Some(tls) = &self.tls else {
+            return Ok(Some(rumqttc::TlsConfiguration::default()));
+        };
+        let client_auth = match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        Ok(Some(rumqttc::TlsConfiguration::Simple {
+            ca: read(&tls.ca)?,
+            alpn: None,
+            client_auth,
+        }))
+    }
+}
+
+/// Parses a QoS level.
+pub fn qos(level: u8) -> Option<QoS> {
+    match level {
+        0 => Some(QoS::AtMostOnce),
+        1 => Some(QoS::AtLeastOnce),
+        2 => Some(QoS::ExactlyOnce),
+        _ => None,
+    }
+}
+
+/// A topic with placeholders (`alerts/{rule}/{key}`), checked once and
+/// filled in per message.
+#[derive(Clone, Debug)]
+pub struct TopicTemplate(Template);
+
+impl TopicTemplate {
+    /// Parses `text`, which may use the placeholders in `vars`.
+    pub fn parse(text: &str, vars: &[&str]) -> Result<TopicTemplate, String> {
+        let template = Template::parse(text)?;
+        if let Some(unknown) = template.vars().find(|v| !vars.contains(v)) {
+            let hint = did_you_mean(unknown, vars.iter().copied());
+            return Err(format!(
+                "unknown placeholder `{{{unknown}}}` in topic{hint}; topics can use {}",
+                vars.iter()
+                    .map(|v| format!("{{{v}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let sample = template.render(|_| Some(Value::Str("x".into())));
+        if sample.is_empty() || sample.contains(['+', '#']) {
+            return Err(format!(
+                "`{text}` is not a topic to publish to: it must not be empty or contain `+` or `#`"
+            ));
+        }
+        Ok(TopicTemplate(template))
+    }
+
+    /// The topic for one message. Values cannot add levels or wildcards:
+    /// `/`, `+` and `#` in them become `_`.
+    pub fn render<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> String {
+        self.0.render(|var| {
+            let value = lookup(var)?.replace(['/', '+', '#'], "_");
+            Some(Value::Str(value.into()))
+        })
+    }
+}
+
+/// Checks a subscription filter: `+` and `#` stand for whole levels, `#`
+/// only last; `$share/GROUP/FILTER` shares a subscription between clients.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    let plain = match filter.strip_prefix("$share/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((group, plain)) if !group.is_empty() && !group.contains(['+', '#']) => plain,
+            _ => return Err(format!("`{filter}`: expected $share/GROUP/FILTER")),
+        },
+        None => filter,
+    };
+    if plain.is_empty() {
+        return Err("an empty topic filter matches nothing".into());
+    }
+    let levels: Vec<&str> = plain.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        let wildcard = level.contains(['+', '#']);
+        if wildcard && *level != "+" && *level != "#" {
+            return Err(format!(
+                "`{filter}`: `+` and `#` must fill a whole topic level"
+            ));
+        }
+        if *level == "#" && i + 1 != levels.len() {
+            return Err(format!("`{filter}`: `#` must be the last level"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml;
+
+    fn connection(yaml_text: &str) -> Result<Connection, Vec<ConfigError>> {
+        split::<std::collections::BTreeMap<String, String>>(&yaml::parse(yaml_text).unwrap())
+            .map(|(c, _)| c)
+    }
+
+    #[test]
+    fn urls_give_scheme_host_and_port() {
+        let c = connection("url: mqtt://127.0.0.1:1884\n").unwrap();
+        assert_eq!(c.address(), Some((false, "127.0.0.1".into(), 1884)));
+        let c = connection("url: mqtts://broker.example\n").unwrap();
+        assert_eq!(c.address(), Some((true, "broker.example".into(), 8883)));
+        assert!(connection("url: http://x:1\n").is_err());
+        assert!(connection("url: mqtt://:1\n").is_err());
+        assert!(connection("url: mqtt://x\nkeep_alive: 500ms\n").is_err());
+    }
+
+    #[test]
+    fn versions_read_as_numbers_or_strings() {
+        assert_eq!(
+            connection("url: mqtt://x\nversion: 5\n").unwrap().version,
+            Version::V5
+        );
+        let c = connection("url: mqtt://x\nversion: \"3.1.1\"\n").unwrap();
+        assert_eq!(c.version, Version::V311);
+        let err = connection("url: mqtt://x\nversion: 4\n").unwrap_err();
+        assert_eq!(err[0].message, "`version` must be 3.1.1 or 5");
+    }
+
+    #[test]
+    fn passwords_stay_out_of_debug_output() {
+        let c = connection("url: mqtt://x\nusername: u\npassword: hunter2\n").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn typos_of_connection_keys_get_a_hint() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Own {
+            #[allow(dead_code)]
+            topics: Vec<String>,
+        }
+        let node = yaml::parse("url: mqtt://x\ntopics: [a]\nclent_id: y\n").unwrap();
+        let err = split::<Own>(&node).unwrap_err();
+        assert_eq!(
+            err[0].message,
+            "unknown field `clent_id`, did you mean `client_id`?"
+        );
+    }
+
+    #[test]
+    fn uris_carry_topic_qos_and_client_id() {
+        let uri = Uri::parse("mqtt://127.0.0.1:1884/fleet/+/telemetry?qos=1&client_id=a").unwrap();
+        assert_eq!(uri.connection.broker(), "127.0.0.1:1884");
+        assert_eq!(uri.topic.as_deref(), Some("fleet/+/telemetry"));
+        assert_eq!(uri.qos, Some(1));
+        assert_eq!(uri.connection.client_id("d"), "a");
+        assert_eq!(Uri::parse("mqtt://h:1").unwrap().topic, None);
+        assert!(Uri::parse("mqtt://h:1/t?qos=3").is_err());
+        assert!(Uri::parse("mqtt://h:1/t?colour=red").is_err());
+        assert!(Uri::parse("mqtt://h:x/t").is_err());
+    }
+
+    #[test]
+    fn topic_templates_fill_in_values_without_adding_levels() {
+        let t = TopicTemplate::parse("alerts/{rule}/{key}", &["rule", "key"]).unwrap();
+        let topic = t.render(|var| match var {
+            "rule" => Some("too_warm"),
+            _ => Some("site/3#a+b"),
+        });
+        assert_eq!(topic, "alerts/too_warm/site_3_a_b");
+        let err = TopicTemplate::parse("alerts/{rul}", &["rule", "key"]).unwrap_err();
+        assert!(
+            err.starts_with("unknown placeholder `{rul}` in topic, did you mean `rule`?"),
+            "{err}"
+        );
+        assert!(TopicTemplate::parse("alerts/#", &["rule"]).is_err());
+        assert!(TopicTemplate::parse("", &["rule"]).is_err());
+    }
+
+    #[test]
+    fn filters_use_wildcards_for_whole_levels() {
+        for good in ["a/b", "fleet/+/telemetry", "#", "a/#", "$share/g/fleet/+/t"] {
+            assert_eq!(check_filter(good), Ok(()), "{good}");
+        }
+        for bad in ["", "a/#/b", "a+/b", "a/b#", "$share//a", "$share/g"] {
+            assert!(check_filter(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `mqtt`: alerts and outputs published to an MQTT broker.
+//!
+//! ```yaml
+//! dispatch:
+//!   type: mqtt
+//!   inputs: [too_warm]
+//!   url: mqtt://127.0.0.1:1883
+//!   topic: alerts/{rule}/{key}    # placeholders: {pipeline}, {rule}, {key}
+//!   qos: 1
+//!   retain: false
+//! ```
+//!
+//! `{rule}` is the alert's rule, or for an operator's output the operator
+//! that produced it. While the broker is away, records wait in a bounded
+//! buffer, and when it is full the pipeline waits: nothing is dropped. At
+//! the end of a run the sink waits until the broker has acknowledged every
+//! QoS 1 message.
+
+use super::{Batch, Sink, SinkError, SinkSpec};
+use crate::config::{ConfigError, Context, Node, Spanned};
+use crate::mqtt::{self, Connection, Publisher, QoS, TopicTemplate};
+use crate::sources::BoxFuture;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+#[derive(Debug)]
+pub struct Config {
+    connection: Connection,
+    topic: TopicTemplate,
+    qos: QoS,
+    retain: bool,
+}
+
+/// The sink's own keys, next to the connection's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    #[serde(default = "default_topic")]
+    topic: Spanned<String>,
+    #[serde(default = "at_least_once")]
+    qos: Spanned<u8>,
+    /// Ask the broker to keep the last message of each topic for new
+    /// subscribers (a dashboard that connects later sees current states).
+    #[serde(default)]
+    retain: bool,
+}
+
+fn default_topic() -> Spanned<String> {
+    Spanned {
+        value: "alerts/{rule}/{key}".into(),
+        loc: Default::default(),
+    }
+}
+
+fn at_least_once() -> Spanned<u8> {
+    Spanned {
+        value: 1,
+        loc: Default::default(),
+    }
+}
+
+/// What a topic template may name.
+const TOPIC_VARS: &[&str] = &["pipeline", "rule", "key"];
+
+impl Config {
+    /// Parses the sink's entry in a pipeline file.
+    pub fn parse(node: &Node) -> Result<Box<dyn SinkSpec>, Vec<ConfigError>> {
+        let (connection, options) = mqtt::split::<Options>(node)?;
+        let topic = TopicTemplate::parse(&options.topic, TOPIC_VARS)
+            .map_err(|message| ConfigError::at(options.topic.loc, message));
+        let qos = mqtt::qos(*options.qos)
+            .ok_or_else(|| ConfigError::at(options.qos.loc, "`qos` must be 0, 1 or 2"));
+        match (topic, qos) {
+            (Ok(topic), Ok(qos)) => Ok(Box::new(Config {
+                connection,
+                topic,
+                qos,
+                retain: options.retain,
+            })),
+            (topic, qos) => Err(topic.err().into_iter().chain(qos.err()).collect()),
+        }
+    }
+}
+
+impl SinkSpec for Config {
+    fn open(&self, ctx: &Context) -> Result<Box<dyn Sink>, SinkError> {
+        let id = self.connection.client_id(&ctx.default_client_id());
+        let what = format!("sink \"{}\"", ctx.id);
+        let publisher = Publisher::start(&self.connection, id, ctx.base, what)?;
+        Ok(Box::new(MqttSink {
+            publisher,
+            topic: self.topic.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            pipeline: ctx.pipeline.to_string(),
+        }))
+    }
+}
+
+struct MqttSink {
+    publisher: Publisher,
+    topic: TopicTemplate,
+    qos: QoS,
+    retain: bool,
+    pipeline: String,
+}
+
+impl Sink for MqttSink {
+    fn run(
+        mut self: Box<Self>,
+        mut records: mpsc::Receiver<Batch>,
+    ) -> BoxFuture<Result<(), SinkError>> {
+        Box::pin(async move {
+            while let Some(batch) = records.recv().await {
+                for record in batch {
+                    let topic = self.topic.render(|var| match var {
+                        "pipeline" => Some(&self.pipeline),
+                        "rule" => Some(&record.component),
+                        _ => Some(&record.key),
+                    });
+                    let payload = record.line.as_bytes().to_vec();
+                    self.publisher
+                        .publish(topic, payload, self.qos, self.retain)
+                        .await?;
+                }
+            }
+            Ok(self.publisher.close().await?)
+        })
+    }
+}

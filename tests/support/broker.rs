@@ -1,0 +1,202 @@
+//! Real processes for the MQTT tests: a mosquitto broker on a free port,
+//! which a test can kill and restart, and `floe run` in the background.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A mosquitto broker of the test's own. Persistence is on and the
+/// per-client queue unlimited: without both, mosquitto loses messages on
+/// a restart (it keeps nothing on disk) and drops the newest beyond 1,000
+/// queued for an offline client.
+pub struct Mosquitto {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        Mosquitto::with_config("allow_anonymous true\n")
+    }
+
+    /// A broker with `extra` configuration: more listeners (with TLS),
+    /// authentication. It must say whether anonymous clients are allowed.
+    pub fn with_config(extra: &str) -> Mosquitto {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        // `user root`: started as root, mosquitto would otherwise switch to
+        // the `mosquitto` user, which cannot write to the test's directory,
+        // and would silently persist nothing. (Ignored when not root.)
+        let config = format!(
+            "user root\npersistence true\npersistence_location {}/\nautosave_interval 1\n\
+             max_queued_messages 0\nlog_dest file {}/mosquitto.log\n\
+             listener {port} 127.0.0.1\n{extra}\n",
+            dir.path().display(),
+            dir.path().display(),
+        );
+        std::fs::write(dir.path().join("mosquitto.conf"), config).expect("write config");
+        let mut broker = Mosquitto {
+            port,
+            dir,
+            child: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no chance to save anything it has not saved already.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, from what it saved.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (apt-get install mosquitto; .ci/run does it)");
+        self.child = Some(child);
+        let listening = wait_for(Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        assert!(listening, "mosquitto did not start on port {}", self.port);
+    }
+
+    /// Publishes each line as one message with mosquitto's own client.
+    pub fn publish_lines(&self, topic: &str, qos: u8, lines: &[String]) {
+        let mut child = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-t", topic, "-q", &qos.to_string(), "-l"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_pub runs");
+        let mut stdin = child.stdin.take().expect("stdin");
+        std::io::Write::write_all(&mut stdin, lines.join("\n").as_bytes()).expect("write");
+        std::io::Write::write_all(&mut stdin, b"\n").expect("write");
+        drop(stdin);
+        assert!(child.wait().expect("mosquitto_pub").success());
+    }
+
+    /// Publishes one message whose payload is `bytes`, as they are.
+    pub fn publish_bytes(&self, topic: &str, bytes: &[u8]) {
+        let file = self.dir.path().join("payload.bin");
+        std::fs::write(&file, bytes).expect("write payload");
+        let status = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-t", topic, "-q", "1", "-f"])
+            .arg(&file)
+            .status()
+            .expect("mosquitto_pub runs");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `floe run` in the background, its stderr in a file.
+pub struct Floe {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Floe {
+    /// Runs `floe ARGS` in `dir`, logging to `dir/LOG_NAME`.
+    pub fn run(dir: &Path, log_name: &str, args: &[&str]) -> Floe {
+        let log = dir.join(log_name);
+        let child = super::floe()
+            .args(args)
+            .current_dir(dir)
+            .env("FLOE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("floe runs");
+        Floe { child, log }
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Waits until the log contains `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        let seen = wait_for(Duration::from_secs(20), || self.log().contains(text));
+        assert!(seen, "floe never logged {text:?}:\n{}", self.log());
+    }
+
+    /// SIGTERM, then waits for it to drain and exit; returns the exit code.
+    pub fn stop(mut self) -> (i32, String) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.wait()
+    }
+
+    /// Waits for it to exit by itself; returns the exit code and the log.
+    pub fn wait(&mut self) -> (i32, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("floe status") {
+                return (status.code().unwrap_or(-1), self.log());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("floe did not exit:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Floe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `condition` every 20 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
