@@ -36,6 +36,7 @@ invalid!(
     cycle,
     everything_at_once,
     missing_env,
+    mqtt_options,
     structure,
     typo_option,
     unknown_input,

@@ -205,7 +205,7 @@ impl MqttOut {
         Ok(MqttOut {
             publisher: Some(publisher),
             topic,
-            qos: mqtt::qos(qos.unwrap_or(1)).unwrap_or(QoS::AtLeastOnce),
+            qos: qos.unwrap_or(QoS::AtLeastOnce),
             runtime: tokio::runtime::Handle::current(),
         })
     }

@@ -17,8 +17,8 @@
 //! QoS 1 message.
 
 use super::{Batch, Sink, SinkError, SinkSpec};
-use crate::config::{ConfigError, Context, Node, Spanned};
-use crate::mqtt::{self, Connection, Publisher, QoS, TopicTemplate};
+use crate::config::{ConfigError, Context, Node};
+use crate::mqtt::{self, Connection, Publisher, QoS, Qos, TopicTemplate};
 use crate::sources::BoxFuture;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -35,50 +35,47 @@ pub struct Config {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Options {
-    #[serde(default = "default_topic")]
-    topic: Spanned<String>,
-    #[serde(default = "at_least_once")]
-    qos: Spanned<u8>,
+    #[serde(default)]
+    topic: AlertTopic,
+    #[serde(default)]
+    qos: Qos,
     /// Ask the broker to keep the last message of each topic for new
     /// subscribers (a dashboard that connects later sees current states).
     #[serde(default)]
     retain: bool,
 }
 
-fn default_topic() -> Spanned<String> {
-    Spanned {
-        value: "alerts/{rule}/{key}".into(),
-        loc: Default::default(),
-    }
-}
+/// The topic template, with what a sink's records can fill in.
+struct AlertTopic(TopicTemplate);
 
-fn at_least_once() -> Spanned<u8> {
-    Spanned {
-        value: 1,
-        loc: Default::default(),
-    }
-}
-
-/// What a topic template may name.
 const TOPIC_VARS: &[&str] = &["pipeline", "rule", "key"];
+
+impl Default for AlertTopic {
+    fn default() -> Self {
+        let template = TopicTemplate::parse("alerts/{rule}/{key}", TOPIC_VARS);
+        AlertTopic(template.unwrap_or_else(|e| unreachable!("the default topic is valid: {e}")))
+    }
+}
+
+impl<'de> Deserialize<'de> for AlertTopic {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        TopicTemplate::parse(&text, TOPIC_VARS)
+            .map(AlertTopic)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 impl Config {
     /// Parses the sink's entry in a pipeline file.
     pub fn parse(node: &Node) -> Result<Box<dyn SinkSpec>, Vec<ConfigError>> {
         let (connection, options) = mqtt::split::<Options>(node)?;
-        let topic = TopicTemplate::parse(&options.topic, TOPIC_VARS)
-            .map_err(|message| ConfigError::at(options.topic.loc, message));
-        let qos = mqtt::qos(*options.qos)
-            .ok_or_else(|| ConfigError::at(options.qos.loc, "`qos` must be 0, 1 or 2"));
-        match (topic, qos) {
-            (Ok(topic), Ok(qos)) => Ok(Box::new(Config {
-                connection,
-                topic,
-                qos,
-                retain: options.retain,
-            })),
-            (topic, qos) => Err(topic.err().into_iter().chain(qos.err()).collect()),
-        }
+        Ok(Box::new(Config {
+            connection,
+            topic: options.topic.0,
+            qos: options.qos.0,
+            retain: options.retain,
+        }))
     }
 }
 

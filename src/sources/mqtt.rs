@@ -24,8 +24,10 @@
 //! acknowledged: it is handled, and the connection is never dropped for it.
 
 use super::{BoxFuture, Ingest, Source, SourceError, SourceSpec};
-use crate::config::{ConfigError, Context, Node, Spanned};
-use crate::mqtt::{self, Client, Connection, EventLoop, Incoming, Link, Message, MqttError, QoS};
+use crate::config::{ConfigError, Context, Node};
+use crate::mqtt::{
+    self, Client, Connection, EventLoop, Filters, Incoming, Link, Message, MqttError, QoS, Qos,
+};
 use crate::runtime::Shutdown;
 use serde::Deserialize;
 use std::time::Duration;
@@ -44,46 +46,20 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct Options {
     /// Topic filters to subscribe to.
-    topics: Spanned<Vec<String>>,
-    #[serde(default = "at_least_once")]
-    qos: Spanned<u8>,
-}
-
-fn at_least_once() -> Spanned<u8> {
-    Spanned {
-        value: 1,
-        loc: Default::default(),
-    }
+    topics: Filters,
+    #[serde(default)]
+    qos: Qos,
 }
 
 impl Config {
     /// Parses the source's entry in a pipeline file.
     pub fn parse(node: &Node) -> Result<Box<dyn SourceSpec>, Vec<ConfigError>> {
         let (connection, options) = mqtt::split::<Options>(node)?;
-        let mut problems = Vec::new();
-        if options.topics.is_empty() {
-            problems.push(ConfigError::at(
-                options.topics.loc,
-                "`topics` must name at least one topic filter",
-            ));
-        }
-        for filter in options.topics.iter() {
-            if let Err(message) = mqtt::check_filter(filter) {
-                problems.push(ConfigError::at(options.topics.loc, message));
-            }
-        }
-        let qos = mqtt::qos(*options.qos);
-        if qos.is_none() {
-            problems.push(ConfigError::at(options.qos.loc, "`qos` must be 0, 1 or 2"));
-        }
-        match qos {
-            Some(qos) if problems.is_empty() => Ok(Box::new(Config {
-                connection,
-                topics: options.topics.value,
-                qos,
-            })),
-            _ => Err(problems),
-        }
+        Ok(Box::new(Config {
+            connection,
+            topics: options.topics.0,
+            qos: options.qos.0,
+        }))
     }
 
     /// A source given on the command line: `mqtt://HOST:PORT/FILTER?qos=1`.
@@ -94,7 +70,7 @@ impl Config {
         Ok(Config {
             connection: uri.connection,
             topics: vec![filter],
-            qos: mqtt::qos(uri.qos.unwrap_or(1)).unwrap_or(QoS::AtLeastOnce),
+            qos: uri.qos.unwrap_or(QoS::AtLeastOnce),
         })
     }
 }

@@ -13,38 +13,54 @@ use std::time::{Duration, Instant};
 /// queued for an offline client.
 pub struct Mosquitto {
     pub port: u16,
+    /// A second free port, for a config that opens a second listener.
+    pub spare_port: u16,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
-        Mosquitto::with_config("allow_anonymous true\n")
+        Mosquitto::with_config(|_| "allow_anonymous true\n".into())
     }
 
-    /// A broker with `extra` configuration: more listeners (with TLS),
-    /// authentication. It must say whether anonymous clients are allowed.
-    pub fn with_config(extra: &str) -> Mosquitto {
+    /// A broker with extra configuration, made from its spare port: more
+    /// listeners (with TLS), authentication. It must say whether anonymous
+    /// clients are allowed. A port taken meanwhile by another test is
+    /// retried with new ones.
+    pub fn with_config(extra: impl Fn(u16) -> String) -> Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        // `user root`: started as root, mosquitto would otherwise switch to
-        // the `mosquitto` user, which cannot write to the test's directory,
-        // and would silently persist nothing. (Ignored when not root.)
-        let config = format!(
-            "user root\npersistence true\npersistence_location {}/\nautosave_interval 1\n\
-             max_queued_messages 0\nlog_dest file {}/mosquitto.log\n\
-             listener {port} 127.0.0.1\n{extra}\n",
-            dir.path().display(),
-            dir.path().display(),
-        );
-        std::fs::write(dir.path().join("mosquitto.conf"), config).expect("write config");
         let mut broker = Mosquitto {
-            port,
+            port: 0,
+            spare_port: 0,
             dir,
             child: None,
         };
-        broker.spawn();
-        broker
+        for _ in 0..5 {
+            broker.port = free_port();
+            broker.spare_port = free_port();
+            // `user root`: started as root, mosquitto would otherwise switch
+            // to the `mosquitto` user, which cannot write to the test's
+            // directory, and would silently persist nothing. (Ignored when
+            // not root.)
+            let config = format!(
+                "user root\npersistence true\npersistence_location {dir}/\nautosave_interval 1\n\
+                 max_queued_messages 0\nlog_dest file {dir}/mosquitto.log\n\
+                 listener {} 127.0.0.1\n{}\n",
+                broker.port,
+                extra(broker.spare_port),
+                dir = broker.dir.path().display(),
+            );
+            let path = broker.dir.path().join("mosquitto.conf");
+            std::fs::write(path, config).expect("write config");
+            if broker.try_spawn() {
+                return broker;
+            }
+        }
+        panic!(
+            "mosquitto did not start; see {}/mosquitto.log",
+            broker.dir.path().display()
+        );
     }
 
     pub fn url(&self) -> String {
@@ -66,18 +82,29 @@ impl Mosquitto {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("mosquitto")
+        assert!(
+            self.try_spawn(),
+            "mosquitto did not start on port {}",
+            self.port
+        );
+    }
+
+    /// Starts mosquitto; false if it exits instead of listening.
+    fn try_spawn(&mut self) -> bool {
+        let mut child = Command::new("mosquitto")
             .arg("-c")
             .arg(self.dir.path().join("mosquitto.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto is installed (apt-get install mosquitto; .ci/run does it)");
-        self.child = Some(child);
-        let listening = wait_for(Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        let mut exited = false;
+        wait_for(Duration::from_secs(10), || {
+            exited = matches!(child.try_wait(), Ok(Some(_)));
+            exited || TcpStream::connect(("127.0.0.1", self.port)).is_ok()
         });
-        assert!(listening, "mosquitto did not start on port {}", self.port);
+        self.child = Some(child);
+        !exited
     }
 
     /// Publishes each line as one message with mosquitto's own client.
