@@ -9,8 +9,6 @@ use super::{EventLoop, Incoming, MqttError, PollError};
 use crate::runtime::Shutdown;
 use crate::sim::rng::Rng;
 use std::fmt::Display;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Backoff between reconnection attempts: doubling from 100 ms to 30 s,
@@ -29,10 +27,9 @@ pub struct Link {
     /// Jitter; seeded from the clock so clients differ.
     rng: Rng,
     /// Connections made, the first included.
-    pub connects: u64,
-    /// Milliseconds spent disconnected, over the life of the link. Shared
-    /// so a component can report it after its event loop has ended.
-    pub down_ms: Arc<AtomicU64>,
+    connects: u64,
+    /// Milliseconds spent disconnected before the current connection.
+    down_ms: u64,
 }
 
 impl Link {
@@ -44,7 +41,7 @@ impl Link {
             failures: 0,
             rng: Rng::new(crate::event::time::now_ms() as u64 ^ u64::from(std::process::id())),
             connects: 0,
-            down_ms: Arc::default(),
+            down_ms: 0,
         }
     }
 
@@ -53,8 +50,7 @@ impl Link {
         match self.down_since.take() {
             Some(since) => {
                 let down = since.elapsed();
-                self.down_ms
-                    .fetch_add(down.as_millis() as u64, Ordering::Relaxed);
+                self.down_ms += down.as_millis() as u64;
                 tracing::info!(
                     "{}: reconnected to {} after {:.1}s down",
                     self.what,
@@ -145,7 +141,10 @@ impl Link {
 
     /// One line for the end of a run: how often and how long it was away.
     pub fn summary(&self) -> String {
-        let down = self.down_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        let ongoing = self
+            .down_since
+            .map_or(0, |since| since.elapsed().as_millis() as u64);
+        let down = (self.down_ms + ongoing) as f64 / 1000.0;
         format!(
             "{}: {} connection(s) to {}, {down:.1}s disconnected",
             self.what, self.connects, self.broker

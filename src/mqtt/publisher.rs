@@ -27,6 +27,8 @@ pub struct Publisher {
     sent: u64,
     /// Of those, acknowledged by the broker.
     acked: Arc<AtomicU64>,
+    /// Tells the event loop to give up reconnecting once nothing waits.
+    closing: Shutdown,
 }
 
 impl Publisher {
@@ -41,7 +43,8 @@ impl Publisher {
         let broker = connection.broker();
         let acked = Arc::new(AtomicU64::new(0));
         let link = Link::new(what.clone(), broker.clone());
-        let driver = tokio::spawn(drive(events, link, acked.clone()));
+        let closing = Shutdown::default();
+        let driver = tokio::spawn(drive(events, link, acked.clone(), closing.clone()));
         Ok(Publisher {
             client,
             driver: Some(driver),
@@ -49,6 +52,7 @@ impl Publisher {
             what,
             sent: 0,
             acked,
+            closing,
         })
     }
 
@@ -93,6 +97,9 @@ impl Publisher {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // Connected, the DISCONNECT goes out after what is queued; away,
+        // the event loop stops retrying.
+        self.closing.request();
         self.client.try_disconnect();
         self.join().await?;
         match self.unacknowledged() {
@@ -118,15 +125,15 @@ impl Publisher {
 }
 
 /// Polls a publisher's event loop until it disconnects, counting acks.
+/// While messages wait for the broker it keeps reconnecting; `closing` is
+/// requested only once none does.
 async fn drive(
     mut events: client::EventLoop,
     mut link: Link,
     acked: Arc<AtomicU64>,
+    closing: Shutdown,
 ) -> Result<(), MqttError> {
-    // A publisher does not give up while the broker is away: its messages
-    // wait for it.
-    let never = Shutdown::default();
-    while let Some(incoming) = link.next(&mut events, &never).await? {
+    while let Some(incoming) = link.next(&mut events, &closing).await? {
         if let Incoming::Acknowledged = incoming {
             acked.fetch_add(1, Ordering::Relaxed);
         }

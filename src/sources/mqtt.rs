@@ -98,7 +98,6 @@ impl SourceSpec for Config {
             client,
             events,
             link: Link::new(what, self.connection.broker()),
-            broker: self.connection.broker(),
             topics: self.topics.clone(),
             qos: self.qos,
         }))
@@ -113,7 +112,6 @@ struct MqttSource {
     client: Client,
     events: EventLoop,
     link: Link,
-    broker: String,
     topics: Vec<String>,
     qos: QoS,
 }
@@ -137,10 +135,10 @@ impl MqttSource {
             client,
             events,
             link,
-            broker,
             topics,
             qos,
         } = self;
+        let broker = link.broker().to_string();
         let shutdown = ingest.shutdown_handle();
         let (tx, rx) = mpsc::channel(QUEUE);
         let stopper = tokio::spawn(stop_on(shutdown.clone(), tx.clone()));
