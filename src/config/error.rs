@@ -39,6 +39,21 @@ impl ConfigError {
         ConfigError::new(Some(loc), message)
     }
 
+    /// Adds a hint to an "unknown field" error when the word is a typo of
+    /// one of `keys`: keys another part of the component handles, which
+    /// the deserializer that met the word did not know.
+    pub fn hint_field(mut self, keys: &[&str]) -> Self {
+        let unknown = self
+            .message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.strip_suffix('`'));
+        if let Some(word) = unknown {
+            let hint = did_you_mean(word, keys.iter().copied());
+            self.message.push_str(&hint);
+        }
+        self
+    }
+
     /// Prefixes the message with the component it is about.
     pub fn in_component(mut self, what: &str, id: &str) -> Self {
         self.message = format!("{what} \"{id}\": {}", self.message);

@@ -373,20 +373,9 @@ fn parse_spec<T: ?Sized>(
 ) -> Result<Box<T>, Vec<ConfigError>> {
     let mut skip = vec!["type"];
     skip.extend_from_slice(shared);
-    let hint_shared = |mut e: ConfigError| {
-        let unknown = e
-            .message
-            .strip_prefix("unknown field `")
-            .and_then(|m| m.strip_suffix('`'));
-        if let Some(word) = unknown {
-            let hint = did_you_mean(word, shared.iter().copied());
-            e.message.push_str(&hint);
-        }
-        e
-    };
     registry
         .parse(&raw.type_name, &raw.node.without(&skip))
-        .map_err(|errors| errors.into_iter().map(hint_shared).collect())
+        .map_err(|errors| errors.into_iter().map(|e| e.hint_field(shared)).collect())
 }
 
 fn parse_inputs(component: &Node) -> Result<Vec<Spanned<String>>, ConfigError> {

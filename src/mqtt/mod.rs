@@ -123,7 +123,10 @@ pub fn split<T: serde::de::DeserializeOwned>(
             problems if problems.is_empty() => Ok(c),
             problems => Err(problems),
         });
-    let rest = from_node::<T>(&node.without(CONNECTION_KEYS)).map_err(hint_connection_key);
+    // The component's own options do not know the connection keys, so
+    // their typos get the hint here.
+    let rest =
+        from_node::<T>(&node.without(CONNECTION_KEYS)).map_err(|e| e.hint_field(CONNECTION_KEYS));
     match (connection, rest) {
         (Ok(connection), Ok(rest)) => Ok((connection, rest)),
         (connection, rest) => Err(connection
@@ -133,20 +136,6 @@ pub fn split<T: serde::de::DeserializeOwned>(
             .chain(rest.err())
             .collect()),
     }
-}
-
-/// Adds a hint when an unknown key is a typo of a connection key, which
-/// the component's own options cannot know about.
-fn hint_connection_key(mut error: ConfigError) -> ConfigError {
-    let unknown = error
-        .message
-        .strip_prefix("unknown field `")
-        .and_then(|m| m.strip_suffix('`'));
-    if let Some(word) = unknown {
-        let hint = did_you_mean(word, CONNECTION_KEYS.iter().copied());
-        error.message.push_str(&hint);
-    }
-    error
 }
 
 /// What can go wrong talking to a broker.
