@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod kafka;
 pub mod mqtt;
 pub mod operators;
 pub mod runtime;

@@ -100,12 +100,12 @@ fn bad_scenarios_and_outputs_are_invalid_input() {
             "simulate",
             scenario.to_str().unwrap(),
             "--to",
-            "kafka://127.0.0.1:9/t",
+            "amqp://127.0.0.1:9/t",
         ],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("not available in this version"),
+        stderr(&out).contains("expected stdout, file:PATH, mqtt://HOST:PORT/TOPIC or kafka://"),
         "{}",
         stderr(&out)
     );

@@ -3,6 +3,7 @@
 use super::Failure;
 use crate::config::Duration;
 use crate::event::time;
+use crate::kafka;
 use crate::mqtt::{self, Publisher, QoS, TopicTemplate};
 use crate::runtime::Shutdown;
 use crate::sim::run::{self, Limit, Output};
@@ -106,6 +107,7 @@ enum Out {
     /// JSON lines, to stdout or a file.
     Lines(BufWriter<Box<dyn Write + Send>>),
     Mqtt(MqttOut),
+    Kafka(KafkaOut),
 }
 
 impl Writer {
@@ -127,15 +129,13 @@ impl Writer {
                 MqttOut::open(to, scenario)
                     .map_err(|e| Failure::Invalid(format!("--to {to}: {e}")))?,
             )
+        } else if to.starts_with("kafka://") {
+            let invalid = |e: String| Failure::Invalid(format!("--to {to}: {e}"));
+            Out::Kafka(KafkaOut::open(to).map_err(invalid)?)
         } else {
-            let scheme = to.split(':').next().unwrap_or_default();
-            let message = match scheme {
-                "kafka" => format!(
-                    "--to {to}: `{scheme}` outputs are not available in this version of floe yet"
-                ),
-                _ => format!("--to {to}: expected stdout, file:PATH or mqtt://HOST:PORT/TOPIC"),
-            };
-            return Err(Failure::Invalid(message));
+            return Err(Failure::Invalid(format!(
+                "--to {to}: expected stdout, file:PATH, mqtt://HOST:PORT/TOPIC or kafka://HOST:PORT/TOPIC"
+            )));
         };
         let labels = match labels {
             Some(path) => Some(BufWriter::new(File::create(path).map_err(|e| {
@@ -159,22 +159,58 @@ impl Out {
                 out.write_all(b"\n")
             }
             Out::Mqtt(mqtt) => mqtt.publish(device, line),
+            Out::Kafka(kafka) => kafka.send(device, line),
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Out::Lines(out) => out.flush(),
-            Out::Mqtt(_) => Ok(()),
+            Out::Mqtt(_) | Out::Kafka(_) => Ok(()),
         }
     }
 
-    /// Flushes; for MQTT, waits until the broker has every message.
+    /// Flushes; for a broker, waits until it has every message.
     fn close(&mut self) -> std::io::Result<()> {
         match self {
             Out::Lines(out) => out.flush(),
             Out::Mqtt(mqtt) => mqtt.close(),
+            Out::Kafka(kafka) => kafka.close(),
         }
+    }
+}
+
+/// Produces through the same producer as the `kafka` sink, keyed by device.
+struct KafkaOut {
+    /// `None` once closed.
+    producer: Option<kafka::Producer>,
+    topic: String,
+    runtime: tokio::runtime::Handle,
+}
+
+impl KafkaOut {
+    fn open(to: &str) -> Result<KafkaOut, String> {
+        let (connection, topic) = kafka::parse_uri(to)?;
+        let producer = kafka::Producer::new(&connection).map_err(|e| e.to_string())?;
+        Ok(KafkaOut {
+            producer: Some(producer),
+            topic,
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// Called from the simulation's blocking thread.
+    fn send(&mut self, device: &str, line: &str) -> std::io::Result<()> {
+        let producer = self.producer.as_mut().ok_or_else(closed)?;
+        let sent = producer.send(&self.topic, device, line.as_bytes());
+        self.runtime.block_on(sent).map_err(std::io::Error::other)
+    }
+
+    fn close(&mut self) -> std::io::Result<()> {
+        let producer = self.producer.take().ok_or_else(closed)?;
+        self.runtime
+            .block_on(producer.close())
+            .map_err(std::io::Error::other)
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod dead_letter;
 pub mod file;
+pub mod kafka;
 pub mod mqtt;
 pub mod stdout;
 
@@ -26,8 +27,9 @@ pub const REGISTRY: Registry<dyn SinkSpec> = Registry {
         ("stdout", spec::<stdout::Config>),
         ("file", spec::<file::Config>),
         ("mqtt", mqtt::Config::parse),
+        ("kafka", spec::<kafka::Config>),
     ],
-    planned: &["kafka", "webhook"],
+    planned: &["webhook"],
 };
 
 fn spec<C: SinkSpec + DeserializeOwned + 'static>(
@@ -75,6 +77,8 @@ pub enum SinkError {
     },
     #[error(transparent)]
     Mqtt(#[from] crate::mqtt::MqttError),
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::Error),
 }
 
 /// A sink that writes JSON lines to any writer (stdout, a file).

@@ -1,0 +1,72 @@
+//! `kafka`: alerts and outputs produced to a Kafka topic.
+//!
+//! ```yaml
+//! dispatch:
+//!   type: kafka
+//!   inputs: [too_warm]
+//!   brokers: 127.0.0.1:9092
+//!   topic: alerts
+//!   options: {security.protocol: SASL_SSL, sasl.password: "${KAFKA_PASSWORD}"}
+//! ```
+//!
+//! Each record is keyed by its entity key, so one entity's alerts land on
+//! one partition, in order. The sink takes a batch only once the brokers
+//! have acknowledged the previous one; while they are away, records wait in
+//! librdkafka's bounded queue and then the pipeline waits: nothing is
+//! dropped.
+
+use super::{Batch, Sink, SinkError, SinkSpec};
+use crate::config::Context;
+use crate::kafka::{Connection, Producer};
+use crate::sources::BoxFuture;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `HOST:PORT[,HOST:PORT...]`.
+    brokers: String,
+    topic: String,
+    /// librdkafka producer properties, over floe's defaults.
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+}
+
+impl SinkSpec for Config {
+    fn open(&self, _ctx: &Context) -> Result<Box<dyn Sink>, SinkError> {
+        let connection = Connection {
+            brokers: self.brokers.clone(),
+            options: self.options.clone(),
+        };
+        Ok(Box::new(KafkaSink {
+            producer: Producer::new(&connection)?,
+            topic: self.topic.clone(),
+        }))
+    }
+}
+
+struct KafkaSink {
+    producer: Producer,
+    topic: String,
+}
+
+impl Sink for KafkaSink {
+    fn run(
+        mut self: Box<Self>,
+        mut records: mpsc::Receiver<Batch>,
+    ) -> BoxFuture<Result<(), SinkError>> {
+        Box::pin(async move {
+            while let Some(batch) = records.recv().await {
+                for record in batch {
+                    self.producer
+                        .send(&self.topic, &record.key, record.line.as_bytes())
+                        .await?;
+                }
+                self.producer.settle().await?;
+            }
+            Ok(self.producer.close().await?)
+        })
+    }
+}
