@@ -280,7 +280,7 @@ fn a_broker_killed_twice_mid_stream_loses_nothing() {
     let log = std::fs::File::create(dir.path().join("simulate.log")).unwrap();
     let mut simulate = support::floe()
         .args(["simulate", scenario.to_str().unwrap(), "--to", &to])
-        .args(["--rate", "5000", "--duration", "20s", "--seed", "3"])
+        .args(["--rate", "4000", "--duration", "25s", "--seed", "3"])
         .env("FLOE_LOG", "info")
         .stderr(log)
         .spawn()
