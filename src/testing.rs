@@ -216,7 +216,8 @@ impl Sink for Collect {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {
                 let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
-                lines.extend(batch.iter().map(|r| r.line.clone()));
+                lines.extend(batch.records.iter().map(|r| r.line.clone()));
+                batch.done();
             }
             Ok(())
         })

@@ -32,7 +32,8 @@ impl Sink for Slow {
                 self.lines
                     .lock()
                     .unwrap()
-                    .extend(batch.iter().map(|r| r.line.clone()));
+                    .extend(batch.records.iter().map(|r| r.line.clone()));
+                batch.done();
             }
             Ok(())
         })

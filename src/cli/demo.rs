@@ -161,7 +161,7 @@ impl Sink for Console {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {
                 let mut out = std::io::stdout().lock();
-                for record in batch {
+                for record in &batch.records {
                     let line = if self.style.json {
                         record.line.clone()
                     } else {
@@ -173,6 +173,7 @@ impl Sink for Console {
                         source,
                     })?;
                 }
+                batch.done();
             }
             Ok(())
         })
@@ -217,7 +218,9 @@ impl Sink for Discard {
         mut records: mpsc::Receiver<Batch>,
     ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
-            while records.recv().await.is_some() {}
+            while let Some(batch) = records.recv().await {
+                batch.done();
+            }
             Ok(())
         })
     }

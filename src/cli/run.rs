@@ -77,5 +77,5 @@ fn replace_input(pipeline: &mut Pipeline, input: &str) -> Result<(), String> {
         return Err(format!("no such file: {path}"));
     }
     source.spec = sources::from_uri(uri)?;
-    source.check_key().map_err(|e| e.message)
+    source.check_envelope().map_err(|e| e.message)
 }

@@ -190,7 +190,14 @@ struct KafkaOut {
 
 impl KafkaOut {
     fn open(to: &str) -> Result<KafkaOut, String> {
-        let (connection, topic) = kafka::parse_uri(to)?;
+        let kafka::Uri {
+            connection,
+            topic,
+            params,
+        } = kafka::Uri::parse(to)?;
+        if let Some((name, _)) = params.first() {
+            return Err(format!("unknown parameter `{name}` for a kafka output"));
+        }
         let producer = kafka::Producer::new(&connection).map_err(|e| e.to_string())?;
         Ok(KafkaOut {
             producer: Some(producer),

@@ -16,7 +16,7 @@ pub use duration::Duration;
 pub use error::{ConfigError, Diagnostics, Loc, did_you_mean};
 pub use yaml::{Node, from_node};
 
-use crate::event::decode::KeySpec;
+use crate::event::decode::{KeySpec, TimeSpec};
 use crate::operators::OperatorSpec;
 use crate::sinks::SinkSpec;
 use crate::sources::{SourceCommon, SourceSpec};
@@ -115,18 +115,35 @@ pub struct SourceDef {
 }
 
 impl SourceDef {
-    /// `key: topic[N]` needs a source whose messages arrive on topics.
-    pub fn check_key(&self) -> Result<(), ConfigError> {
-        match &self.common.key {
-            Some(key)
-                if matches!(KeySpec::parse(key), KeySpec::TopicLevel(_))
-                    && !self.spec.has_topics() =>
+    /// `key: topic[N]` needs a source whose messages arrive on topics;
+    /// `key: record.key` and `time: record.timestamp`, one that reads
+    /// Kafka records.
+    pub fn check_envelope(&self) -> Result<(), ConfigError> {
+        let carries = self.spec.carries();
+        if let Some(key) = &self.common.key {
+            let needs = match KeySpec::parse(key) {
+                KeySpec::TopicLevel(_) if !carries.topics => {
+                    Some("takes the key from a topic level, and only mqtt sources have topics")
+                }
+                KeySpec::RecordKey if !carries.records => {
+                    Some("takes the key from a record's key, and only kafka sources have records")
+                }
+                _ => None,
+            };
+            if let Some(needs) = needs {
+                let message = format!("source \"{}\": `key: {}` {needs}", self.id, key.value);
+                return Err(ConfigError::at(key.loc, message));
+            }
+        }
+        match &self.common.time {
+            Some(time)
+                if TimeSpec::parse(time) == TimeSpec::RecordTimestamp && !carries.records =>
             {
                 let message = format!(
-                    "source \"{}\": `key: {}` takes the key from a topic level, and only mqtt sources have topics",
-                    self.id, key.value
+                    "source \"{}\": `time: {}` takes the time from a record's timestamp, and only kafka sources have records",
+                    self.id, time.value
                 );
-                Err(ConfigError::at(key.loc, message))
+                Err(ConfigError::at(time.loc, message))
             }
             _ => Ok(()),
         }
@@ -459,7 +476,7 @@ fn parse_sources(
         spec,
     })
     .inspect(|source| {
-        if let Err(e) = source.check_key() {
+        if let Err(e) = source.check_envelope() {
             errors.push(e);
         }
     })

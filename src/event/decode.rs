@@ -21,6 +21,8 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub enum DecodeError {
     #[error("empty message")]
     Empty,
+    #[error("the record has no value (a tombstone)")]
+    NullValue,
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
     #[error("invalid UTF-8 at byte {0}")]
@@ -33,6 +35,12 @@ pub enum DecodeError {
     MissingKey(String),
     #[error("the topic has no level {0} to take the key from")]
     MissingTopicLevel(usize),
+    #[error("the record has no key")]
+    MissingRecordKey,
+    #[error("the record's key is not UTF-8")]
+    BadRecordKey,
+    #[error("the record has no timestamp")]
+    MissingTimestamp,
     #[error("key field `{0}` must be a string or an integer")]
     BadKey(String),
     #[error("missing time field `{0}`")]
@@ -51,15 +59,19 @@ impl DecodeError {
     /// A short stable name for metrics labels.
     pub fn kind(&self) -> &'static str {
         match self {
-            DecodeError::Empty => "empty",
+            DecodeError::Empty | DecodeError::NullValue => "empty",
             DecodeError::TooLarge { .. } => "too_large",
             DecodeError::InvalidUtf8(_) => "invalid_utf8",
             DecodeError::BadJson(_) => "bad_json",
             DecodeError::BadCsv(_) => "bad_csv",
             DecodeError::MissingKey(_)
             | DecodeError::BadKey(_)
-            | DecodeError::MissingTopicLevel(_) => "bad_key",
-            DecodeError::MissingTime(_) | DecodeError::BadTime { .. } => "bad_time",
+            | DecodeError::MissingTopicLevel(_)
+            | DecodeError::MissingRecordKey
+            | DecodeError::BadRecordKey => "bad_key",
+            DecodeError::MissingTime(_)
+            | DecodeError::BadTime { .. }
+            | DecodeError::MissingTimestamp => "bad_time",
             DecodeError::AbsurdTime { .. } => "absurd_time",
             DecodeError::WrongType { .. } | DecodeError::NotFinite(_) => "wrong_type",
         }
@@ -82,18 +94,63 @@ pub enum KeySpec {
     /// A level of the MQTT topic, counting from 0: `topic[1]` of
     /// `fleet/truck-7/telemetry` is `truck-7`.
     TopicLevel(usize),
+    /// The Kafka record's key: `record.key`.
+    RecordKey,
 }
 
 impl KeySpec {
-    /// Reads `topic[N]` or a field name.
+    /// Reads `topic[N]`, `record.key` or a field name.
     pub fn parse(text: &str) -> KeySpec {
         let level = text
             .strip_prefix("topic[")
             .and_then(|r| r.strip_suffix(']'))
             .and_then(|n| n.parse().ok());
-        match level {
-            Some(n) => KeySpec::TopicLevel(n),
-            None => KeySpec::Field(text.to_string()),
+        match (level, text) {
+            (Some(n), _) => KeySpec::TopicLevel(n),
+            (None, "record.key") => KeySpec::RecordKey,
+            (None, _) => KeySpec::Field(text.to_string()),
+        }
+    }
+}
+
+/// Where a source's event time is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TimeSpec {
+    /// A field of the payload, RFC 3339 or epoch milliseconds.
+    Field(String),
+    /// The Kafka record's timestamp: `record.timestamp`.
+    RecordTimestamp,
+}
+
+impl TimeSpec {
+    pub fn parse(text: &str) -> TimeSpec {
+        match text {
+            "record.timestamp" => TimeSpec::RecordTimestamp,
+            _ => TimeSpec::Field(text.to_string()),
+        }
+    }
+}
+
+/// What a message's transport tells about it, beside its payload.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Envelope<'a> {
+    /// The MQTT or Kafka topic.
+    pub topic: Option<&'a str>,
+    /// The Kafka record's key.
+    pub key: Option<&'a [u8]>,
+    /// The Kafka record's timestamp, epoch milliseconds.
+    pub timestamp: Option<i64>,
+    pub partition: u32,
+    /// Line number, message number or offset.
+    pub position: u64,
+}
+
+impl Envelope<'_> {
+    /// A message known only by its position in its input.
+    pub fn at(position: u64) -> Self {
+        Envelope {
+            position,
+            ..Envelope::default()
         }
     }
 }
@@ -103,8 +160,8 @@ impl KeySpec {
 pub struct DecodeSpec {
     /// Where the entity key is; `None` makes the stream one entity.
     pub key: Option<KeySpec>,
-    /// Field holding the event time; `None` means arrival time.
-    pub time: Option<String>,
+    /// Where the event time is; `None` means arrival time.
+    pub time: Option<TimeSpec>,
     pub max_message_bytes: usize,
 }
 
@@ -136,7 +193,7 @@ impl Decoder {
         if let Some(KeySpec::Field(k)) = &spec.key {
             names.push((k.as_str().into(), Slot::Key));
         }
-        if let Some(t) = &spec.time {
+        if let Some(TimeSpec::Field(t)) = &spec.time {
             names.push((t.as_str().into(), Slot::Time));
         }
         for id in 0..schema.len() as FieldId {
@@ -182,16 +239,11 @@ impl Decoder {
     /// Decodes one JSON object; `position` is its line or offset. Without a
     /// time field the event is stamped with its arrival time.
     pub fn decode_json(&self, bytes: &[u8], position: u64) -> Result<Event, DecodeError> {
-        self.decode_message(bytes, position, None)
+        self.decode_message(bytes, &Envelope::at(position))
     }
 
-    /// Decodes one JSON message that arrived on `topic`, which may hold the key.
-    pub fn decode_message(
-        &self,
-        bytes: &[u8],
-        position: u64,
-        topic: Option<&str>,
-    ) -> Result<Event, DecodeError> {
+    /// Decodes one JSON message; its envelope may hold the key and time.
+    pub fn decode_message(&self, bytes: &[u8], envelope: &Envelope) -> Result<Event, DecodeError> {
         let text = self.check_bytes(bytes)?;
         let mut builder = Builder::new(self);
         let mut de = serde_json::Deserializer::from_str(text);
@@ -199,7 +251,7 @@ impl Decoder {
             .deserialize(&mut de)
             .and_then(|()| de.end())
             .map_err(|e| DecodeError::BadJson(e.to_string()))?;
-        builder.finish(self.origin(position), topic)
+        builder.finish(envelope)
     }
 
     /// Decodes one CSV row given the header's column names.
@@ -224,7 +276,7 @@ impl Decoder {
                 builder.put(*slot, name, csv_scalar(&cell))?;
             }
         }
-        builder.finish(self.origin(position), None)
+        builder.finish(&Envelope::at(position))
     }
 
     /// Reads a CSV header line into the column layout rows are decoded with.
@@ -235,14 +287,6 @@ impl Decoder {
             slots: names.iter().map(|n| self.slot(n)).collect(),
             names,
         })
-    }
-
-    fn origin(&self, position: u64) -> Origin {
-        Origin {
-            source: self.source,
-            partition: 0,
-            position,
-        }
     }
 }
 
@@ -326,7 +370,7 @@ impl<'d> Builder<'d> {
         Ok(())
     }
 
-    fn finish(self, origin: Origin, topic: Option<&str>) -> Result<Event, DecodeError> {
+    fn finish(self, envelope: &Envelope) -> Result<Event, DecodeError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -334,10 +378,15 @@ impl<'d> Builder<'d> {
         let key = match (&spec.key, self.key) {
             (None, _) => Key::const_new(SINGLE_KEY),
             (Some(KeySpec::TopicLevel(n)), _) => {
-                let level = topic
+                let level = envelope
+                    .topic
                     .and_then(|t| t.split('/').nth(*n))
                     .filter(|l| !l.is_empty());
                 Key::new(level.ok_or(DecodeError::MissingTopicLevel(*n))?)
+            }
+            (Some(KeySpec::RecordKey), _) => {
+                let key = envelope.key.ok_or(DecodeError::MissingRecordKey)?;
+                Key::new(std::str::from_utf8(key).map_err(|_| DecodeError::BadRecordKey)?)
             }
             (Some(KeySpec::Field(_)), Some(k)) => k,
             (Some(KeySpec::Field(name)), None) => {
@@ -347,8 +396,19 @@ impl<'d> Builder<'d> {
         let time = match (&spec.time, self.time) {
             // Read the clock only when needed: it costs as much as parsing.
             (None, _) => time::now_ms(),
-            (Some(_), Some(t)) => t,
-            (Some(name), None) => return Err(DecodeError::MissingTime(name.clone())),
+            (Some(TimeSpec::RecordTimestamp), _) => {
+                let ms = envelope.timestamp.ok_or(DecodeError::MissingTimestamp)?;
+                check_time_range("record.timestamp", ms, || ms.to_string())?
+            }
+            (Some(TimeSpec::Field(_)), Some(t)) => t,
+            (Some(TimeSpec::Field(name)), None) => {
+                return Err(DecodeError::MissingTime(name.clone()));
+            }
+        };
+        let origin = Origin {
+            source: self.decoder.source,
+            partition: envelope.partition,
+            position: envelope.position,
         };
         Ok(Event {
             key,
@@ -373,13 +433,17 @@ fn parse_time(field: &str, value: Scalar<'_>) -> Result<i64, DecodeError> {
             });
         }
     };
+    check_time_range(field, ms, || match value {
+        Scalar::Str(s) => s.chars().take(64).collect(),
+        _ => ms.to_string(),
+    })
+}
+
+fn check_time_range(field: &str, ms: i64, shown: impl Fn() -> String) -> Result<i64, DecodeError> {
     if !(time::MIN_TIME..time::MAX_TIME).contains(&ms) {
         return Err(DecodeError::AbsurdTime {
             field: field.into(),
-            value: match value {
-                Scalar::Str(s) => s.chars().take(64).collect(),
-                _ => ms.to_string(),
-            },
+            value: shown(),
         });
     }
     Ok(ms)
@@ -557,7 +621,7 @@ mod tests {
         let kind = schema.intern("kind");
         let spec = DecodeSpec {
             key: Some(KeySpec::Field("device".into())),
-            time: Some("ts".into()),
+            time: Some(TimeSpec::Field("ts".into())),
             max_message_bytes: 1024,
         };
         (Decoder::new(spec, &schema, 0), temp, kind)
@@ -600,11 +664,15 @@ mod tests {
             max_message_bytes: 1024,
         };
         let d = Decoder::new(spec, &Schema::default(), 0);
+        let on = |topic| Envelope {
+            topic: Some(topic),
+            ..Envelope::default()
+        };
         let e = d
-            .decode_message(b"{}", 0, Some("fleet/truck-7/telemetry"))
+            .decode_message(b"{}", &on("fleet/truck-7/telemetry"))
             .unwrap();
         assert_eq!(e.key, "truck-7");
-        let err = d.decode_message(b"{}", 0, Some("fleet")).unwrap_err();
+        let err = d.decode_message(b"{}", &on("fleet")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the topic has no level 1 to take the key from"

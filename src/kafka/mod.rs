@@ -1,6 +1,6 @@
-//! Kafka connections, shared by the `kafka` sink and `floe simulate --to
-//! kafka://`: broker addresses, librdkafka properties, and a producer that
-//! waits for delivery reports.
+//! Kafka connections, shared by the `kafka` source and sink and `floe
+//! simulate --to kafka://`: broker addresses, librdkafka properties, and a
+//! producer that waits for delivery reports.
 //!
 //! Producing is idempotent (`enable.idempotence`), and a record is never
 //! given up on (`message.timeout.ms: 0`): while the brokers are away,
@@ -43,22 +43,58 @@ pub enum Error {
 /// fills while the brokers are away.
 const QUEUE: &str = "10000";
 
-/// A `kafka://HOST:PORT[,HOST:PORT]/TOPIC` URI.
-pub fn parse_uri(uri: &str) -> Result<(Connection, String), String> {
-    let rest = uri
-        .strip_prefix("kafka://")
-        .ok_or("expected kafka://HOST:PORT/TOPIC")?;
-    let (brokers, topic) = rest
-        .split_once('/')
-        .ok_or("expected kafka://HOST:PORT/TOPIC")?;
-    if brokers.is_empty() || topic.is_empty() || topic.contains('/') {
-        return Err("expected kafka://HOST:PORT/TOPIC".into());
+impl Connection {
+    /// The client configuration: floe's `defaults`, then the user's options.
+    pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.options {
+            config.set(key, value);
+        }
+        config
     }
-    let connection = Connection {
-        brokers: brokers.to_string(),
-        options: BTreeMap::new(),
-    };
-    Ok((connection, topic.to_string()))
+}
+
+/// A `kafka://HOST:PORT[,HOST:PORT]/TOPIC[?NAME=VALUE&...]` URI.
+#[derive(Debug)]
+pub struct Uri {
+    pub connection: Connection,
+    pub topic: String,
+    /// The query's parameters, in order; their meaning is the user's.
+    pub params: Vec<(String, String)>,
+}
+
+impl Uri {
+    pub fn parse(uri: &str) -> Result<Uri, String> {
+        const EXPECTED: &str = "expected kafka://HOST:PORT/TOPIC";
+        let rest = uri.strip_prefix("kafka://").ok_or(EXPECTED)?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (brokers, topic) = rest.split_once('/').ok_or(EXPECTED)?;
+        if brokers.is_empty() || topic.is_empty() || topic.contains('/') {
+            return Err(EXPECTED.into());
+        }
+        let params = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| format!("expected NAME=VALUE in the query, got `{pair}`"))
+            })
+            .collect::<Result<_, _>>()?;
+        let connection = Connection {
+            brokers: brokers.to_string(),
+            options: BTreeMap::new(),
+        };
+        Ok(Uri {
+            connection,
+            topic: topic.to_string(),
+            params,
+        })
+    }
 }
 
 /// A producer that keeps the delivery reports of what it sent, so its user
@@ -72,16 +108,12 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(connection: &Connection) -> Result<Producer, Error> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &connection.brokers)
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", "0")
-            .set("queue.buffering.max.messages", QUEUE)
-            .set("linger.ms", "5");
-        for (key, value) in &connection.options {
-            config.set(key, value);
-        }
+        let config = connection.client_config(&[
+            ("enable.idempotence", "true"),
+            ("message.timeout.ms", "0"),
+            ("queue.buffering.max.messages", QUEUE),
+            ("linger.ms", "5"),
+        ]);
         let producer = config.create().map_err(|source| Error::Client {
             brokers: connection.brokers.clone(),
             source: Box::new(source),
@@ -164,17 +196,19 @@ mod tests {
 
     #[test]
     fn uris_name_brokers_and_a_topic() {
-        let (c, topic) = parse_uri("kafka://127.0.0.1:9092,127.0.0.1:9093/telemetry").unwrap();
-        assert_eq!(c.brokers, "127.0.0.1:9092,127.0.0.1:9093");
-        assert_eq!(topic, "telemetry");
+        let uri = Uri::parse("kafka://127.0.0.1:9092,127.0.0.1:9093/telemetry?from=earliest").unwrap();
+        assert_eq!(uri.connection.brokers, "127.0.0.1:9092,127.0.0.1:9093");
+        assert_eq!(uri.topic, "telemetry");
+        assert_eq!(uri.params, [("from".to_string(), "earliest".to_string())]);
         for bad in [
             "kafka://h:1",
             "kafka:///t",
             "kafka://h:1/",
             "mqtt://h:1/t",
             "kafka://h:1/a/b",
+            "kafka://h:1/t?from",
         ] {
-            assert!(parse_uri(bad).is_err(), "{bad}");
+            assert!(Uri::parse(bad).is_err(), "{bad}");
         }
     }
 }

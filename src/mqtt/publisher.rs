@@ -84,19 +84,7 @@ impl Publisher {
     /// disconnects. While the broker is away this waits for it to return,
     /// saying so every few seconds: the messages are not dropped.
     pub async fn close(mut self) -> Result<(), MqttError> {
-        let mut last_said = Instant::now();
-        while self.unacknowledged() > 0 && self.driver.as_ref().is_some_and(|d| !d.is_finished()) {
-            if last_said.elapsed() >= Duration::from_secs(5) {
-                last_said = Instant::now();
-                tracing::info!(
-                    "{}: waiting for {} to acknowledge {} messages",
-                    self.what,
-                    self.broker,
-                    self.unacknowledged()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let _ = self.settle().await;
         // Connected, the DISCONNECT goes out after what is queued; away,
         // the event loop stops retrying.
         self.closing.request();
@@ -109,6 +97,25 @@ impl Publisher {
                 pending,
             }),
         }
+    }
+
+    /// Waits until the broker has acknowledged every message sent so far;
+    /// false if the event loop ended first (`close` then says why).
+    pub async fn settle(&self) -> bool {
+        let mut last_said = Instant::now();
+        while self.unacknowledged() > 0 && self.driver.as_ref().is_some_and(|d| !d.is_finished()) {
+            if last_said.elapsed() >= Duration::from_secs(5) {
+                last_said = Instant::now();
+                tracing::info!(
+                    "{}: waiting for {} to acknowledge {} messages",
+                    self.what,
+                    self.broker,
+                    self.unacknowledged()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.unacknowledged() == 0
     }
 
     fn unacknowledged(&self) -> u64 {

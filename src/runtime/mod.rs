@@ -9,6 +9,7 @@
 //! is dropped. Shutdown flows the same way as the end of input: sources
 //! stop, workers drain and flush open windows, sinks flush, the run returns.
 
+mod ack;
 mod dataflow;
 mod metrics;
 mod reorder;
@@ -16,6 +17,7 @@ mod router;
 mod shutdown;
 mod worker;
 
+pub use ack::{Ack, Marks, Settled};
 pub use dataflow::{Dataflow, Plan};
 pub use metrics::{Metrics, Snapshot};
 pub use router::{Router, WorkerMsg, worker_for};

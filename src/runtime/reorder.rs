@@ -63,6 +63,11 @@ impl Reorder {
         ready.extend(self.held.drain(..));
     }
 
+    /// The events held back, not yet processed.
+    pub fn held(&self) -> impl Iterator<Item = &Event> {
+        self.held.iter()
+    }
+
     /// How far behind the key's clock `time` is, for the late message.
     pub fn behind(&self, time: i64) -> i64 {
         self.latest.map_or(0, |latest| latest - time)

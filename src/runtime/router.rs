@@ -4,6 +4,7 @@
 //! processed in order without locks; keys spread over the workers by hash.
 //! Events travel in batches to keep the per-event cost of the channel low.
 
+use super::Ack;
 use crate::event::{Event, Key};
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -18,6 +19,9 @@ pub enum WorkerMsg {
     Events(Vec<Event>),
     /// Source number `n` has ended: release what was held for its ordering.
     SourceEnded(u16),
+    /// Pass the acknowledgement on once what came before is processed;
+    /// note the events of source `n` still held back.
+    Mark(u16, Ack),
 }
 
 /// The worker that owns `key`, out of `workers`. Stable for a given key and
@@ -68,6 +72,18 @@ impl Router {
         for worker in self.workers.iter() {
             worker
                 .blocking_send(WorkerMsg::SourceEnded(self.source))
+                .map_err(|_| Closed)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a share of `ack` to every worker, behind the events routed
+    /// so far.
+    pub fn mark_blocking(&mut self, ack: &Ack) -> Result<(), Closed> {
+        self.flush_blocking()?;
+        for worker in self.workers.iter() {
+            worker
+                .blocking_send(WorkerMsg::Mark(self.source, ack.share()))
                 .map_err(|_| Closed)?;
         }
         Ok(())

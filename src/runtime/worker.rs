@@ -5,6 +5,7 @@
 //! everything derived from them stay on one worker: an event goes through
 //! the graph depth-first, synchronously, with no channel between operators.
 
+use super::Ack;
 use super::dataflow::Dataflow;
 use super::metrics::{Metrics, Snapshot};
 use super::reorder::Reorder;
@@ -39,7 +40,7 @@ pub struct Core {
     /// Per source, per slot: the key's clock and held-back events.
     clocks: Vec<Vec<Reorder>>,
     /// Per sink: records produced since the outbox was last emptied.
-    pub outbox: Vec<Batch>,
+    pub outbox: Vec<Vec<Arc<Record>>>,
     /// Late events, with how far behind their key's clock they were.
     pub late: Vec<(Event, i64)>,
     /// What was processed since the counts were last taken.
@@ -81,21 +82,30 @@ impl Worker {
                 WorkerMsg::SourceEnded(source) => {
                     self.core.source_ended(&self.flow, source as usize)
                 }
+                WorkerMsg::Mark(source, ack) => {
+                    self.core.note_held(source as usize, &ack);
+                    self.flush(Some(&ack)).await?;
+                    ack.done();
+                    continue;
+                }
             }
-            self.flush().await?;
+            self.flush(None).await?;
         }
         self.core.end(&self.flow);
-        self.flush().await
+        self.flush(None).await
     }
 
-    /// Sends what the last batch produced. Waits while a sink is behind:
-    /// that wait is the back-pressure that slows the sources.
-    async fn flush(&mut self) -> Result<(), SinkGone> {
+    /// Sends what the last batch produced, and shares of `ack` behind it.
+    /// Waits while a sink is behind: that wait is the back-pressure that
+    /// slows the sources.
+    async fn flush(&mut self, ack: Option<&Ack>) -> Result<(), SinkGone> {
         for (sink, records) in self.sinks.iter().zip(&mut self.core.outbox) {
-            if !records.is_empty() {
-                sink.send(std::mem::take(records))
-                    .await
-                    .map_err(|_| SinkGone)?;
+            if !records.is_empty() || ack.is_some() {
+                let batch = Batch {
+                    records: std::mem::take(records),
+                    acks: ack.iter().map(|a| a.share()).collect(),
+                };
+                sink.send(batch).await.map_err(|_| SinkGone)?;
             }
         }
         let flow = &self.flow;
@@ -110,6 +120,12 @@ impl Worker {
             let payload = event.to_json(&flow.schema, &[]);
             self.dead_letters
                 .send(&flow.names[source], &reason, origin, payload.as_bytes())
+                .await
+                .map_err(|_| SinkGone)?;
+        }
+        if let Some(ack) = ack {
+            self.dead_letters
+                .ack(ack.share())
                 .await
                 .map_err(|_| SinkGone)?;
         }
@@ -176,6 +192,19 @@ impl Core {
             self.process_ready(flow, source, slot, &mut ready);
         }
         self.ready = ready;
+    }
+
+    /// Notes on `ack` the events of `source` held back for ordering: they
+    /// are not processed yet, so their source must not forget them.
+    pub fn note_held(&self, source: usize, ack: &Ack) {
+        let mut lowest = std::collections::BTreeMap::<u32, u64>::new();
+        for event in self.clocks[source].iter().flat_map(Reorder::held) {
+            let at = lowest.entry(event.origin.partition).or_insert(u64::MAX);
+            *at = (*at).min(event.origin.position);
+        }
+        for (partition, position) in lowest {
+            ack.hold(partition, position);
+        }
     }
 
     fn process_ready(

@@ -7,6 +7,7 @@
 
 use super::{Batch, LinesSink, Record, Sink};
 use crate::event::{Key, time};
+use crate::runtime::Ack;
 use base64::Engine;
 use std::io::BufWriter;
 use std::sync::Arc;
@@ -44,7 +45,9 @@ impl DeadLetters {
         payload: &[u8],
     ) -> Result<(), Closed> {
         let record = self.record(source, reason, origin, payload);
-        self.tx.blocking_send(vec![record]).map_err(|_| Closed)
+        self.tx
+            .blocking_send(Batch::new(vec![record]))
+            .map_err(|_| Closed)
     }
 
     /// As [`send_blocking`](Self::send_blocking), from async code.
@@ -56,7 +59,28 @@ impl DeadLetters {
         payload: &[u8],
     ) -> Result<(), Closed> {
         let record = self.record(source, reason, origin, payload);
-        self.tx.send(vec![record]).await.map_err(|_| Closed)
+        self.tx
+            .send(Batch::new(vec![record]))
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Sends an acknowledgement behind the dead letters sent so far.
+    pub fn ack_blocking(&self, ack: Ack) -> Result<(), Closed> {
+        let batch = Batch {
+            records: Vec::new(),
+            acks: vec![ack],
+        };
+        self.tx.blocking_send(batch).map_err(|_| Closed)
+    }
+
+    /// As [`ack_blocking`](Self::ack_blocking), from async code.
+    pub async fn ack(&self, ack: Ack) -> Result<(), Closed> {
+        let batch = Batch {
+            records: Vec::new(),
+            acks: vec![ack],
+        };
+        self.tx.send(batch).await.map_err(|_| Closed)
     }
 
     fn record(

@@ -59,12 +59,13 @@ impl Sink for KafkaSink {
     ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {
-                for record in batch {
+                for record in &batch.records {
                     self.producer
                         .send(&self.topic, &record.key, record.line.as_bytes())
                         .await?;
                 }
                 self.producer.settle().await?;
+                batch.done();
             }
             Ok(self.producer.close().await?)
         })

@@ -13,6 +13,7 @@ pub mod stdout;
 
 use crate::config::{ConfigError, Context, Node, Registry, from_node};
 use crate::event::Key;
+use crate::runtime::Ack;
 use crate::sources::BoxFuture;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -49,7 +50,28 @@ pub struct Record {
     pub is_alert: bool,
 }
 
-pub type Batch = Vec<Arc<Record>>;
+/// What travels to a sink: records, and the acknowledgements it gives back
+/// once those records, and every one before them, are durable.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub records: Vec<Arc<Record>>,
+    pub acks: Vec<Ack>,
+}
+
+impl Batch {
+    pub fn new(records: Vec<Arc<Record>>) -> Self {
+        Batch {
+            records,
+            acks: Vec::new(),
+        }
+    }
+
+    /// Gives the acknowledgements back: this sink has made the records
+    /// safe. A sink that fails drops them instead.
+    pub fn done(self) {
+        self.acks.into_iter().for_each(Ack::done);
+    }
+}
 
 /// A sink's configuration, as deserialized from its pipeline entry.
 pub trait SinkSpec: Debug + Send + Sync {
@@ -97,15 +119,17 @@ impl LinesSink {
 
     fn write_all(mut self, mut records: mpsc::Receiver<Batch>) -> std::io::Result<()> {
         while let Some(batch) = records.blocking_recv() {
-            for record in batch {
+            for record in &batch.records {
                 self.out.write_all(record.line.as_bytes())?;
                 self.out.write_all(b"\n")?;
             }
             // Flush when caught up, so a quiet stream's alerts are not held
-            // in a buffer while a busy one still writes in large blocks.
-            if records.is_empty() {
+            // in a buffer while a busy one still writes in large blocks;
+            // and before acknowledging, so what is acknowledged is written.
+            if records.is_empty() || !batch.acks.is_empty() {
                 self.out.flush()?;
             }
+            batch.done();
         }
         self.out.flush()
     }

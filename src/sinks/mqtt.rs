@@ -109,7 +109,7 @@ impl Sink for MqttSink {
     ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {
-                for record in batch {
+                for record in &batch.records {
                     let topic = self.topic.render(|var| match var {
                         "pipeline" => Some(&self.pipeline),
                         "rule" => Some(&record.component),
@@ -119,6 +119,11 @@ impl Sink for MqttSink {
                     self.publisher
                         .publish(topic, payload, self.qos, self.retain)
                         .await?;
+                }
+                // Acknowledging waits for the broker; a lost connection
+                // leaves the acknowledgements ungiven, and `close` says why.
+                if !batch.acks.is_empty() && self.publisher.settle().await {
+                    batch.done();
                 }
             }
             Ok(self.publisher.close().await?)

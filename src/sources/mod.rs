@@ -6,14 +6,17 @@
 //! routing and back-pressure are the same for all of them.
 
 pub mod file;
+pub mod kafka;
 pub mod mqtt;
 pub mod pace;
 pub mod sim;
 
 use crate::config::{ConfigError, Context, Duration, Node, Registry, Spanned, from_node};
 use crate::event::Event;
-use crate::event::decode::{DEFAULT_MAX_MESSAGE_BYTES, DecodeError, DecodeSpec, Decoder, KeySpec};
-use crate::runtime::{Metrics, Router, Shutdown};
+use crate::event::decode::{
+    DEFAULT_MAX_MESSAGE_BYTES, DecodeError, DecodeSpec, Decoder, KeySpec, TimeSpec,
+};
+use crate::runtime::{Ack, Metrics, Router, Shutdown};
 use crate::sinks::dead_letter::DeadLetters;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -27,10 +30,11 @@ pub const REGISTRY: Registry<dyn SourceSpec> = Registry {
     section: "source",
     built: &[
         ("file", spec::<file::Config>),
+        ("kafka", spec::<kafka::Config>),
         ("mqtt", mqtt::Config::parse),
         ("sim", spec::<sim::Config>),
     ],
-    planned: &["kafka"],
+    planned: &[],
 };
 
 fn spec<C: SourceSpec + DeserializeOwned + 'static>(
@@ -50,11 +54,9 @@ pub fn from_uri(uri: &str) -> Result<Box<dyn SourceSpec>, String> {
     let scheme = uri.split(':').next().unwrap_or_default();
     match scheme {
         "mqtt" | "mqtts" => Ok(Box::new(mqtt::Config::from_uri(uri)?)),
-        "kafka" => Err(format!(
-            "`{scheme}:` inputs are not available in this version of floe yet"
-        )),
+        "kafka" => Ok(Box::new(kafka::Config::from_uri(uri)?)),
         _ => Err(format!(
-            "unknown input `{uri}`: expected file:PATH, sim:SCENARIO or mqtt://HOST:PORT/TOPIC"
+            "unknown input `{uri}`: expected file:PATH, sim:SCENARIO, mqtt://HOST:PORT/TOPIC or kafka://HOST:PORT/TOPIC"
         )),
     }
 }
@@ -93,7 +95,7 @@ impl SourceCommon {
     pub fn decode_spec(&self) -> DecodeSpec {
         DecodeSpec {
             key: self.key.as_ref().map(|k| KeySpec::parse(k)),
-            time: self.time.as_ref().map(|t| t.value.clone()),
+            time: self.time.as_ref().map(|t| TimeSpec::parse(t)),
             max_message_bytes: self.max_message_bytes,
         }
     }
@@ -104,10 +106,21 @@ pub trait SourceSpec: Debug + Send + Sync {
     /// Opens the source.
     fn open(&self, ctx: &Context) -> Result<Box<dyn Source>, SourceError>;
 
-    /// Whether its messages arrive on topics, so `key: topic[N]` works.
-    fn has_topics(&self) -> bool {
-        false
+    /// What its messages carry beside their payload.
+    fn carries(&self) -> Carries {
+        Carries::default()
     }
+}
+
+/// What a source's messages carry beside their payload, that `key:` and
+/// `time:` may read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Carries {
+    /// An MQTT topic: `key: topic[N]`.
+    pub topics: bool,
+    /// A Kafka record's key and timestamp: `key: record.key`,
+    /// `time: record.timestamp`.
+    pub records: bool,
 }
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -134,6 +147,8 @@ pub enum SourceError {
     Scenario(String),
     #[error(transparent)]
     Mqtt(#[from] crate::mqtt::MqttError),
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::Error),
     #[error("the pipeline stopped before the source ended")]
     Closed,
 }
@@ -219,9 +234,22 @@ impl Ingest {
             .map_err(|_| SourceError::Closed)
     }
 
+    /// Sends `ack` behind everything this source has handed over so far:
+    /// events to their workers, rejected messages to the dead-letter sink.
+    pub fn mark_blocking(&mut self, ack: Ack) -> Result<(), SourceError> {
+        self.router
+            .mark_blocking(&ack)
+            .map_err(|_| SourceError::Closed)?;
+        self.dead_letters
+            .ack_blocking(ack.share())
+            .map_err(|_| SourceError::Closed)?;
+        ack.done();
+        Ok(())
+    }
+
     /// Tells the workers this source has ended, so they can release the
     /// events they were holding back for ordering.
-    pub fn finish_blocking(mut self) -> Result<(), SourceError> {
+    pub fn finish_blocking(&mut self) -> Result<(), SourceError> {
         self.router
             .finish_blocking()
             .map_err(|_| SourceError::Closed)

@@ -23,8 +23,9 @@
 //! once they are routed. A bad payload is dead-lettered with its topic and
 //! acknowledged: it is handled, and the connection is never dropped for it.
 
-use super::{BoxFuture, Ingest, Source, SourceError, SourceSpec};
+use super::{BoxFuture, Carries, Ingest, Source, SourceError, SourceSpec};
 use crate::config::{ConfigError, Context, Node};
+use crate::event::decode::Envelope;
 use crate::mqtt::{
     self, Client, Connection, EventLoop, Filters, Incoming, Link, Message, MqttError, QoS, Qos,
 };
@@ -103,8 +104,11 @@ impl SourceSpec for Config {
         }))
     }
 
-    fn has_topics(&self) -> bool {
-        true
+    fn carries(&self) -> Carries {
+        Carries {
+            topics: true,
+            records: false,
+        }
     }
 }
 
@@ -267,9 +271,14 @@ fn decode(
             ingest.count_redelivered(1);
         }
         let topic = message.topic();
+        let envelope = Envelope {
+            topic: Some(topic),
+            position,
+            ..Envelope::default()
+        };
         match ingest
             .decoder()
-            .decode_message(message.payload(), position, Some(topic))
+            .decode_message(message.payload(), &envelope)
         {
             Ok(event) => ingest.route_blocking(event)?,
             Err(error) => {

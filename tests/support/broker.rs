@@ -185,6 +185,13 @@ impl Floe {
         self.wait()
     }
 
+    /// SIGKILL: no draining, no last commit.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
+    }
+
     /// Waits for it to exit by itself; returns the exit code and the log.
     pub fn wait(&mut self) -> (i32, String) {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -1,0 +1,619 @@
+//! `kafka`: telemetry from Kafka topics, read as a consumer group.
+//!
+//! ```yaml
+//! trucks:
+//!   type: kafka
+//!   brokers: 127.0.0.1:9092
+//!   topics: [telemetry]
+//!   group_id: cold-chain          # default floe-PIPELINE-SOURCE
+//!   start: committed              # earliest | latest | 2026-11-24T00:00:00Z
+//!   commit_interval: 1s
+//!   options: {security.protocol: SASL_SSL, sasl.password: "${KAFKA_PASSWORD}"}
+//!   key: record.key               # or a payload field
+//!   time: ts                      # or record.timestamp
+//! ```
+//!
+//! Delivery is at-least-once. Offsets are committed only for records whose
+//! effects are safe: every `commit_interval` the source sends a mark behind
+//! its events (see [`crate::runtime::Ack`]) and commits the offsets it had
+//! read at that mark once every sink has acknowledged everything before
+//! it. Records a worker still holds back for ordering are not committed.
+//! When partitions are revoked (another instance joined the group), the
+//! source marks, waits for the mark to settle, commits, and only then lets
+//! the partitions go, so the next owner starts where this one's effects end.
+//!
+//! Everything runs on one blocking thread: librdkafka calls the rebalance
+//! and statistics callbacks from inside `poll`, on that thread, so the
+//! reader's state is never contended.
+
+use super::{BoxFuture, Carries, Ingest, Source, SourceError, SourceSpec};
+use crate::config::{Context, Duration as ConfigDuration};
+use crate::event::decode::{DecodeError, Envelope};
+use crate::event::time;
+use crate::kafka::{self, Connection};
+use crate::runtime::{Marks, Settled};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `HOST:PORT[,HOST:PORT...]`.
+    brokers: String,
+    topics: Vec<String>,
+    /// The consumer group; instances sharing it share the partitions.
+    group_id: Option<String>,
+    #[serde(default)]
+    start: Start,
+    /// How often offsets are committed (and marks sent).
+    #[serde(default = "default_commit_interval")]
+    commit_interval: ConfigDuration,
+    /// librdkafka consumer properties, over floe's defaults.
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+}
+
+fn default_commit_interval() -> ConfigDuration {
+    ConfigDuration(1000)
+}
+
+/// Where a partition starts when this run is first given it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Start {
+    /// Where the group's committed offset says; a partition the group has
+    /// never committed starts at its earliest record (librdkafka's
+    /// `auto.offset.reset`, which `options` may change).
+    #[default]
+    Committed,
+    /// At the earliest record kept: a replay of the topic.
+    Earliest,
+    /// At the next record written: history is skipped.
+    Latest,
+    /// At the first record with a timestamp at or after this (epoch ms).
+    Time(i64),
+}
+
+impl Start {
+    fn parse(text: &str) -> Result<Start, String> {
+        match text {
+            "committed" => Ok(Start::Committed),
+            "earliest" => Ok(Start::Earliest),
+            "latest" => Ok(Start::Latest),
+            _ => time::parse_rfc3339(text).map(Start::Time).ok_or_else(|| {
+                format!(
+                    "start `{text}`: expected committed, earliest, latest or an RFC 3339 timestamp"
+                )
+            }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Start {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Start::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    /// A source given on the command line:
+    /// `kafka://HOST:PORT/TOPIC?from=earliest&group=NAME`.
+    pub fn from_uri(uri: &str) -> Result<Config, String> {
+        let uri = kafka::Uri::parse(uri)?;
+        let mut config = Config {
+            brokers: uri.connection.brokers,
+            topics: vec![uri.topic],
+            group_id: None,
+            start: Start::Committed,
+            commit_interval: default_commit_interval(),
+            options: BTreeMap::new(),
+        };
+        for (name, value) in uri.params {
+            match name.as_str() {
+                "from" => config.start = Start::parse(&value)?,
+                "group" => config.group_id = Some(value),
+                _ => {
+                    return Err(format!(
+                        "unknown parameter `{name}`: expected from or group"
+                    ));
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl SourceSpec for Config {
+    fn open(&self, ctx: &Context) -> Result<Box<dyn Source>, SourceError> {
+        let connection = Connection {
+            brokers: self.brokers.clone(),
+            options: self.options.clone(),
+        };
+        let group = (self.group_id.clone()).unwrap_or_else(|| ctx.default_client_id());
+        Ok(Box::new(KafkaSource {
+            connection,
+            group,
+            topics: self.topics.clone(),
+            start: self.start,
+            commit_interval: Duration::from_millis(self.commit_interval.ms().max(1) as u64),
+            what: format!("source \"{}\"", ctx.id),
+        }))
+    }
+
+    fn carries(&self) -> Carries {
+        Carries {
+            topics: false,
+            records: true,
+        }
+    }
+}
+
+struct KafkaSource {
+    connection: Connection,
+    group: String,
+    topics: Vec<String>,
+    start: Start,
+    commit_interval: Duration,
+    what: String,
+}
+
+/// How often librdkafka reports statistics, and so how often lag is logged,
+/// unless `options` says otherwise.
+const STATS_INTERVAL_MS: &str = "10000";
+/// How long `poll` waits when no record is there.
+const POLL: Duration = Duration::from_millis(100);
+/// How long a revoke or a stop waits for in-flight work to be acknowledged
+/// before letting go without committing it (it is then read again).
+const SETTLE_PATIENCE: Duration = Duration::from_secs(60);
+
+impl Source for KafkaSource {
+    fn run(self: Box<Self>, ingest: Ingest) -> BoxFuture<Result<(), SourceError>> {
+        Box::pin(async move {
+            let consumed = tokio::task::spawn_blocking(move || self.consume(ingest)).await;
+            consumed.unwrap_or(Err(SourceError::Closed))
+        })
+    }
+}
+
+impl KafkaSource {
+    fn consume(self, ingest: Ingest) -> Result<(), SourceError> {
+        let config = self.connection.client_config(&[
+            ("group.id", &self.group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("statistics.interval.ms", STATS_INTERVAL_MS),
+        ]);
+        let reader = Reader {
+            ingest,
+            marks: Marks::default(),
+            what: self.what,
+            brokers: self.connection.brokers.clone(),
+            start: self.start,
+            partitions: Vec::new(),
+            index: HashMap::new(),
+            in_flight: VecDeque::new(),
+            last_mark: Instant::now(),
+            commit_interval: self.commit_interval,
+            failed: None,
+        };
+        let consumer: BaseConsumer<Reading> = config
+            .create_with_context(Reading(Mutex::new(reader)))
+            .map_err(|e| kafka_error(&self.connection.brokers, e))?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| kafka_error(&self.connection.brokers, e))?;
+        let result = poll_until_stopped(&consumer);
+        let mut reader = consumer.context().lock();
+        if result.is_ok() {
+            reader.settle_all(&consumer);
+        }
+        let finished = reader.ingest.finish_blocking();
+        drop(reader);
+        // Dropping the consumer leaves the group; the revoke it triggers
+        // finds nothing left to commit.
+        drop(consumer);
+        result.and(finished)
+    }
+}
+
+fn poll_until_stopped(consumer: &BaseConsumer<Reading>) -> Result<(), SourceError> {
+    let shutdown = consumer.context().lock().ingest.shutdown_handle();
+    while !shutdown.is_requested() {
+        let mut polled = consumer.poll(Duration::ZERO);
+        if polled.is_none() {
+            // Caught up: hand over what is batched before waiting, so a
+            // quiet stream's events are not held back.
+            consumer.context().lock().ingest.flush_blocking()?;
+            polled = consumer.poll(POLL);
+        }
+        let mut reader = consumer.context().lock();
+        match polled {
+            Some(Ok(message)) => reader.take(&message)?,
+            Some(Err(e)) => tracing::warn!("{}: {}: {e}", reader.what, reader.brokers),
+            None => {}
+        }
+        reader.tick(consumer)?;
+    }
+    Ok(())
+}
+
+fn kafka_error(brokers: &str, source: KafkaError) -> SourceError {
+    SourceError::Kafka(kafka::Error::Client {
+        brokers: brokers.to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// The consumer's context: the reader, reached from the poll loop and from
+/// librdkafka's callbacks, both on the source's thread.
+struct Reading(Mutex<Reader>);
+
+impl Reading {
+    fn lock(&self) -> MutexGuard<'_, Reader> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientContext for Reading {
+    fn stats(&self, statistics: Statistics) {
+        self.lock().report_lag(&statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let reader = self.lock();
+        tracing::warn!("{}: {}: {error}: {reason}", reader.what, reader.brokers);
+    }
+}
+
+impl ConsumerContext for Reading {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let mut reader = self.lock();
+        let done = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                reader.assigned(consumer, tpl);
+                match cooperative {
+                    true => consumer.incremental_assign(tpl),
+                    false => consumer.assign(tpl),
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                reader.revoked(consumer, tpl);
+                match cooperative {
+                    true => consumer.incremental_unassign(tpl),
+                    false => consumer.unassign(),
+                }
+            }
+            other => {
+                tracing::warn!("{}: rebalance failed: {other:?}", reader.what);
+                Ok(())
+            }
+        };
+        if let Err(e) = done {
+            tracing::warn!("{}: applying the rebalance: {e}", reader.what);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            let reader = self.lock();
+            tracing::warn!("{}: committing offsets: {e}", reader.what);
+        }
+    }
+}
+
+/// One topic partition this run has been given at some point.
+struct Partition {
+    topic: String,
+    partition: i32,
+    assigned: bool,
+    /// Assigned before in this run: `start` applies only the first time.
+    seen: bool,
+    /// Offset after the last record handed to the pipeline; -1 before one.
+    next: i64,
+    /// Offset last committed by this run; -1 before one.
+    committed: i64,
+    /// Offset after the last record this run handed to the pipeline, kept
+    /// across revokes: a record below it, read again after the partition
+    /// came back, has had its effects here already.
+    high: i64,
+    /// Event time of the last event read from it.
+    event_time: Option<i64>,
+}
+
+/// The source's state: what was read, what is in flight, what is committed.
+struct Reader {
+    ingest: Ingest,
+    marks: Marks,
+    what: String,
+    brokers: String,
+    start: Start,
+    /// Partitions by the index events carry as `origin.partition`.
+    partitions: Vec<Partition>,
+    index: HashMap<(String, i32), u32>,
+    /// Marks sent and not yet settled, with each partition's `next` then.
+    in_flight: VecDeque<(u64, Vec<(u32, i64)>)>,
+    last_mark: Instant,
+    commit_interval: Duration,
+    /// Set when the pipeline stopped taking events, for the poll loop.
+    failed: Option<SourceError>,
+}
+
+impl Reader {
+    fn index_of(&mut self, topic: &str, partition: i32) -> u32 {
+        if let Some(&i) = self.index.get(&(topic.to_string(), partition)) {
+            return i;
+        }
+        let i = self.partitions.len() as u32;
+        self.partitions.push(Partition {
+            topic: topic.to_string(),
+            partition,
+            assigned: false,
+            seen: false,
+            next: -1,
+            committed: -1,
+            high: -1,
+            event_time: None,
+        });
+        self.index.insert((topic.to_string(), partition), i);
+        i
+    }
+
+    /// Decodes and routes one record, or dead-letters it with its origin.
+    fn take(&mut self, message: &BorrowedMessage) -> Result<(), SourceError> {
+        let index = self.index_of(message.topic(), message.partition());
+        let p = &mut self.partitions[index as usize];
+        p.next = message.offset() + 1;
+        if message.offset() < p.high {
+            self.ingest.count_redelivered(1);
+            return Ok(());
+        }
+        p.high = p.next;
+        let envelope = Envelope {
+            topic: Some(message.topic()),
+            key: message.key(),
+            timestamp: message.timestamp().to_millis(),
+            partition: index,
+            position: message.offset().max(0) as u64,
+        };
+        let payload = message.payload().unwrap_or_default();
+        let decoded = match message.payload() {
+            Some(bytes) => self.ingest.decoder().decode_message(bytes, &envelope),
+            None => Err(DecodeError::NullValue),
+        };
+        match decoded {
+            Ok(event) => {
+                self.partitions[index as usize].event_time = Some(event.time);
+                self.ingest.route_blocking(event)?;
+            }
+            Err(error) => {
+                let origin = serde_json::json!({
+                    "brokers": self.brokers,
+                    "topic": message.topic(),
+                    "partition": message.partition(),
+                    "offset": message.offset(),
+                });
+                self.ingest.reject_blocking(&error, origin, payload)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits what has settled, and marks when it is time to.
+    fn tick(&mut self, consumer: &BaseConsumer<Reading>) -> Result<(), SourceError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        while let Some(settled) = self.marks.try_settled() {
+            self.commit(consumer, &settled, CommitMode::Async);
+        }
+        if self.last_mark.elapsed() >= self.commit_interval && self.uncommitted() {
+            self.mark()?;
+        }
+        Ok(())
+    }
+
+    /// Whether some assigned partition was read past its committed offset.
+    fn uncommitted(&self) -> bool {
+        self.partitions
+            .iter()
+            .any(|p| p.assigned && p.next > p.committed)
+    }
+
+    /// Sends a mark behind everything read so far; returns its number.
+    fn mark(&mut self) -> Result<u64, SourceError> {
+        let ack = self.marks.mark();
+        let seq = ack.seq();
+        let positions = (self.partitions.iter().enumerate())
+            .filter(|(_, p)| p.assigned && p.next >= 0)
+            .map(|(i, p)| (i as u32, p.next))
+            .collect();
+        self.in_flight.push_back((seq, positions));
+        self.last_mark = Instant::now();
+        self.ingest.mark_blocking(ack)?;
+        Ok(seq)
+    }
+
+    /// Commits the offsets read at a settled mark, except where a worker
+    /// still held an event back, and for partitions still assigned.
+    fn commit(&mut self, consumer: &BaseConsumer<Reading>, settled: &Settled, mode: CommitMode) {
+        let mut positions = None;
+        while self.in_flight.front().is_some_and(|(seq, _)| *seq <= settled.seq) {
+            positions = self.in_flight.pop_front().map(|(_, p)| p);
+        }
+        let Some(positions) = positions.filter(|_| settled.complete) else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for (index, next) in positions {
+            let held = settled.held.get(&index).map_or(i64::MAX, |&h| h as i64);
+            let offset = next.min(held);
+            let p = &mut self.partitions[index as usize];
+            if p.assigned && offset > p.committed {
+                let added = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(offset));
+                if added.is_ok() {
+                    p.committed = offset;
+                }
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = consumer.commit(&tpl, mode)
+        {
+            tracing::warn!("{}: committing offsets: {e}", self.what);
+        }
+    }
+
+    /// Marks, waits until everything read is safe, and commits it.
+    fn settle_all(&mut self, consumer: &BaseConsumer<Reading>) {
+        if !self.uncommitted() {
+            return;
+        }
+        let seq = match self.mark() {
+            Ok(seq) => seq,
+            Err(e) => {
+                self.failed = Some(e);
+                return;
+            }
+        };
+        match self.marks.wait(seq, SETTLE_PATIENCE) {
+            Some(settled) => self.commit(consumer, &settled, CommitMode::Sync),
+            None => tracing::warn!(
+                "{}: what was read was not acknowledged within {:?}; it is not committed and will be read again",
+                self.what,
+                SETTLE_PATIENCE
+            ),
+        }
+    }
+
+    /// New partitions: places them where `start` says if this run has not
+    /// had them before.
+    fn assigned(&mut self, consumer: &BaseConsumer<Reading>, tpl: &mut TopicPartitionList) {
+        let mut fresh = TopicPartitionList::new();
+        for element in tpl.elements() {
+            let index = self.index_of(element.topic(), element.partition());
+            let p = &mut self.partitions[index as usize];
+            let offset = match self.start {
+                _ if p.seen => None,
+                Start::Committed => None,
+                Start::Earliest => Some(Offset::Beginning),
+                Start::Latest => Some(Offset::End),
+                Start::Time(ms) => Some(Offset::Offset(ms)),
+            };
+            if let Some(offset) = offset {
+                let _ = fresh.add_partition_offset(element.topic(), element.partition(), offset);
+            }
+            p.assigned = true;
+            p.seen = true;
+        }
+        if let Start::Time(_) = self.start
+            && fresh.count() > 0
+        {
+            match consumer.offsets_for_times(fresh.clone(), Duration::from_secs(10)) {
+                Ok(found) => fresh = found,
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: finding offsets for the start time: {e}; starting from committed offsets",
+                        self.what
+                    );
+                    fresh = TopicPartitionList::new();
+                }
+            }
+        }
+        for element in fresh.elements() {
+            let _ = tpl.set_partition_offset(element.topic(), element.partition(), element.offset());
+        }
+        tracing::info!("{}: assigned {}", self.what, describe(tpl));
+    }
+
+    /// Partitions taken away: everything read from them is made safe and
+    /// committed before they go.
+    fn revoked(&mut self, consumer: &BaseConsumer<Reading>, tpl: &TopicPartitionList) {
+        self.settle_all(consumer);
+        for element in tpl.elements() {
+            let index = self.index_of(element.topic(), element.partition());
+            let p = &mut self.partitions[index as usize];
+            p.assigned = false;
+            p.next = -1;
+            p.committed = -1;
+        }
+        tracing::info!("{}: revoked {}", self.what, describe(tpl));
+    }
+
+    /// Logs each assigned partition's lag, in records and in event time.
+    fn report_lag(&self, statistics: &Statistics) {
+        let now = time::now_ms();
+        let lags: Vec<String> = (self.partitions.iter().filter(|p| p.assigned))
+            .map(|p| {
+                let records = (statistics.topics.get(&p.topic))
+                    .and_then(|t| t.partitions.get(&p.partition))
+                    .map_or(-1, |s| s.consumer_lag);
+                let records = match records {
+                    -1 => "?".to_string(),
+                    n => n.to_string(),
+                };
+                let seconds = p.event_time.map_or("?".to_string(), |t| {
+                    format!("{:.1}", (now - t) as f64 / 1000.0)
+                });
+                format!("{}/{} {records} records {seconds} s", p.topic, p.partition)
+            })
+            .collect();
+        if !lags.is_empty() {
+            tracing::info!("{}: lag {}", self.what, lags.join(", "));
+        }
+    }
+}
+
+/// `telemetry/0, telemetry/1`.
+fn describe(tpl: &TopicPartitionList) -> String {
+    let names: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect();
+    if names.is_empty() {
+        "nothing".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_positions() {
+        assert_eq!(Start::parse("earliest"), Ok(Start::Earliest));
+        assert_eq!(
+            Start::parse("2026-11-24T00:00:00Z"),
+            Ok(Start::Time(1_795_478_400_000))
+        );
+        assert!(Start::parse("yesterday").unwrap_err().contains("expected committed"));
+    }
+
+    #[test]
+    fn uris_take_a_start_and_a_group() {
+        let c = Config::from_uri("kafka://127.0.0.1:9092/telemetry?from=earliest&group=replay")
+            .unwrap();
+        assert_eq!(c.start, Start::Earliest);
+        assert_eq!(c.group_id.as_deref(), Some("replay"));
+        assert!(Config::from_uri("kafka://h:1/t?qos=1").is_err());
+    }
+}
