@@ -5,10 +5,7 @@
 
 mod support;
 
-use rdkafka::Message;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use serde_json::Value;
@@ -16,6 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::broker::{Floe, wait_for};
+use support::kafka::{consume, produce};
 use support::{json_lines, rfc3339, run_in, stderr, write};
 
 fn cluster(topic: &str) -> MockCluster<'static, DefaultProducerContext> {
@@ -26,29 +24,6 @@ fn cluster_with(topic: &str, partitions: i32) -> MockCluster<'static, DefaultPro
     let cluster = MockCluster::new(1).expect("a mock cluster");
     cluster.create_topic(topic, partitions, 1).expect("a topic");
     cluster
-}
-
-/// Reads `count` records of `topic` from the start: (key, payload).
-fn consume(brokers: &str, topic: &str, count: usize) -> Vec<(String, String)> {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", "floe-test")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .expect("a consumer");
-        consumer.subscribe(&[topic]).expect("subscribe");
-        let mut records = Vec::new();
-        while records.len() < count {
-            let next = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await;
-            let Ok(Ok(m)) = next else { break };
-            let text =
-                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-            records.push((text(m.key()), text(m.payload())));
-        }
-        records
-    })
 }
 
 fn simulate(dir: &Path, to: &str, rate: &str) -> std::process::Child {
@@ -166,38 +141,16 @@ const START: i64 = 1_795_428_000_000; // 2026-11-23T10:00:00Z
 fn reading(seq: u64) -> (String, String) {
     let device = format!("t{}", seq % 10);
     let minute = seq / 10 / 6;
-    let temperature = if minute % 20 >= 12 && minute % 20 < 17 { 6.0 } else { 3.0 };
+    let temperature = if minute % 20 >= 12 && minute % 20 < 17 {
+        6.0
+    } else {
+        3.0
+    };
     let payload = format!(
         r#"{{"device":"{device}","ts":"{}","temperature_c":{temperature},"seq":{seq}}}"#,
         rfc3339(START + (seq / 10) as i64 * 10_000)
     );
     (device, payload)
-}
-
-/// Produces keyed records, waiting for every delivery. Waits while the
-/// brokers are away: nothing is given up on.
-fn produce(brokers: &str, topic: &str, records: impl IntoIterator<Item = (String, Vec<u8>)>) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("message.timeout.ms", "0")
-        .set("linger.ms", "5")
-        .create()
-        .expect("a producer");
-    for (key, payload) in records {
-        let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => panic!("producing: {e}"),
-            }
-        }
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(60)).expect("delivered");
 }
 
 fn produce_readings(brokers: &str, topic: &str, seqs: std::ops::Range<u64>) {
@@ -267,9 +220,7 @@ fn assert_all_seen(counts: &HashMap<u64, u32>, n: u64, logs: &str) -> u64 {
 }
 
 fn wait_until_seen(dirs: &[&Path], n: u64) -> bool {
-    wait_for(Duration::from_secs(60), || {
-        seen_in(dirs).len() as u64 >= n
-    })
+    wait_for(Duration::from_secs(60), || seen_in(dirs).len() as u64 >= n)
 }
 
 fn alert_ids(path: &Path) -> Vec<String> {
@@ -289,27 +240,49 @@ fn alerts_from_a_topic_match_a_replay_of_the_same_readings() {
     produce_readings(&brokers, "telemetry", 0..n);
 
     let live = tempfile::tempdir().unwrap();
-    write(live.path(), "p.yaml", kafka_pipeline(&brokers, "telemetry", "live", ""));
+    write(
+        live.path(),
+        "p.yaml",
+        kafka_pipeline(&brokers, "telemetry", "live", ""),
+    );
     let floe = Floe::run(live.path(), "floe.log", &["run", "p.yaml"]);
     let all_in = wait_until_seen(&[live.path()], n);
     let (code, log) = floe.stop();
     assert!(all_in && code == 0, "exit {code}\n{log}");
     assert_all_seen(&seen_in(&[live.path()]), n, &log);
-    assert!(log.contains("assigned telemetry/0, telemetry/1, telemetry/2"), "{log}");
+    assert!(
+        log.contains("assigned telemetry/0, telemetry/1, telemetry/2"),
+        "{log}"
+    );
 
     // The same readings from a file, and the topic replayed from the start
     // under another group: the same alerts, with the same ids.
     let lines: Vec<String> = (0..n).map(|s| reading(s).1).collect();
     let file = tempfile::tempdir().unwrap();
     write(file.path(), "in.jsonl", lines.join("\n"));
-    write(file.path(), "p.yaml", kafka_pipeline(&brokers, "telemetry", "unused", ""));
-    let out = run_in(file.path(), &["run", "p.yaml", "--input", "trucks=file:in.jsonl"]);
+    write(
+        file.path(),
+        "p.yaml",
+        kafka_pipeline(&brokers, "telemetry", "unused", ""),
+    );
+    let out = run_in(
+        file.path(),
+        &["run", "p.yaml", "--input", "trucks=file:in.jsonl"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 
     let replay = tempfile::tempdir().unwrap();
-    write(replay.path(), "p.yaml", kafka_pipeline(&brokers, "telemetry", "live", ""));
+    write(
+        replay.path(),
+        "p.yaml",
+        kafka_pipeline(&brokers, "telemetry", "live", ""),
+    );
     let uri = format!("trucks=kafka://{brokers}/telemetry?from=earliest&group=replay");
-    let floe = Floe::run(replay.path(), "floe.log", &["run", "p.yaml", "--input", &uri]);
+    let floe = Floe::run(
+        replay.path(),
+        "floe.log",
+        &["run", "p.yaml", "--input", &uri],
+    );
     let all_in = wait_until_seen(&[replay.path()], n);
     let (code, log) = floe.stop();
     assert!(all_in && code == 0, "exit {code}\n{log}");
@@ -351,11 +324,18 @@ fn a_restart_after_a_crash_resumes_from_the_committed_offsets() {
     let brokers = cluster.bootstrap_servers();
     let n = 30_000;
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "p.yaml", kafka_pipeline(&brokers, "telemetry", "g", ""));
+    let pipeline = kafka_pipeline(&brokers, "telemetry", "g", "");
+    write(
+        dir.path(),
+        "p.yaml",
+        pipeline.replace("key: device", "key: record.key"),
+    );
     let first = Floe::run(dir.path(), "first.log", &["run", "p.yaml"]);
     first.wait_for_log("assigned telemetry/0");
     let producing = produce_paced(&brokers, "telemetry", 0..n, 6_000);
-    assert!(wait_for(Duration::from_secs(30), || seen_in(&[dir.path()]).len() > 8_000));
+    assert!(wait_for(Duration::from_secs(30), || seen_in(&[dir.path()])
+        .len()
+        > 8_000));
     // SIGKILL: no draining, no last commit; what was read after the last
     // commit is read again.
     let log = first.kill();
@@ -387,11 +367,17 @@ fn a_second_instance_joining_the_group_loses_nothing() {
     let n = 40_000;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for dir in [&a, &b] {
-        write(dir.path(), "p.yaml", kafka_pipeline(&brokers, "telemetry", "shared", ""));
+        write(
+            dir.path(),
+            "p.yaml",
+            kafka_pipeline(&brokers, "telemetry", "shared", ""),
+        );
     }
     let producing = produce_paced(&brokers, "telemetry", 0..n, 5_000);
     let first = Floe::run(a.path(), "floe.log", &["run", "p.yaml"]);
-    assert!(wait_for(Duration::from_secs(30), || seen_in(&[a.path()]).len() > 5_000));
+    assert!(wait_for(Duration::from_secs(30), || seen_in(&[a.path()])
+        .len()
+        > 5_000));
     let second = Floe::run(b.path(), "floe.log", &["run", "p.yaml"]);
     // The group rebalances: the first instance commits and hands over some
     // partitions, which the second takes up from the committed offsets.
@@ -415,11 +401,18 @@ fn a_broker_away_mid_stream_loses_nothing_read() {
     let brokers = cluster.bootstrap_servers();
     let n = 30_000;
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "p.yaml", kafka_pipeline(&brokers, "telemetry", "g", ""));
+    let pipeline = kafka_pipeline(&brokers, "telemetry", "g", "");
+    write(
+        dir.path(),
+        "p.yaml",
+        pipeline.replace("time: ts", "time: record.timestamp"),
+    );
     let floe = Floe::run(dir.path(), "floe.log", &["run", "p.yaml"]);
     floe.wait_for_log("assigned telemetry/0");
     let producing = produce_paced(&brokers, "telemetry", 0..n, 6_000);
-    assert!(wait_for(Duration::from_secs(30), || seen_in(&[dir.path()]).len() > 6_000));
+    assert!(wait_for(Duration::from_secs(30), || seen_in(&[dir.path()])
+        .len()
+        > 6_000));
     cluster.broker_down(1).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     cluster.broker_up(1).unwrap();
@@ -440,7 +433,10 @@ fn bad_records_go_to_a_dead_letter_topic_with_partition_and_offset() {
     let bad: Vec<(&str, Vec<u8>)> = vec![
         ("not JSON", b"temperature=4".to_vec()),
         ("huge", huge.into_bytes()),
-        ("wrong type", br#"{"device":"t1","ts":1795428000000,"temperature_c":"warm","seq":1}"#.to_vec()),
+        (
+            "wrong type",
+            br#"{"device":"t1","ts":1795428000000,"temperature_c":"warm","seq":1}"#.to_vec(),
+        ),
         ("binary", vec![0xff, 0xfe, 0x00, 0x01]),
     ];
     let mut records: Vec<(String, Vec<u8>)> = Vec::new();
@@ -482,7 +478,10 @@ fn bad_records_go_to_a_dead_letter_topic_with_partition_and_offset() {
         let letter: Value = serde_json::from_str(line).unwrap();
         let origin = &letter["origin"];
         assert_eq!(origin["topic"], "telemetry", "{letter}");
-        assert!(origin["partition"].is_u64() && origin["offset"].is_u64(), "{letter}");
+        assert!(
+            origin["partition"].is_u64() && origin["offset"].is_u64(),
+            "{letter}"
+        );
         assert_eq!(letter["source"], "trucks");
         reasons.push(letter["reason"].as_str().unwrap().to_string());
     }

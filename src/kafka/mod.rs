@@ -196,7 +196,8 @@ mod tests {
 
     #[test]
     fn uris_name_brokers_and_a_topic() {
-        let uri = Uri::parse("kafka://127.0.0.1:9092,127.0.0.1:9093/telemetry?from=earliest").unwrap();
+        let uri =
+            Uri::parse("kafka://127.0.0.1:9092,127.0.0.1:9093/telemetry?from=earliest").unwrap();
         assert_eq!(uri.connection.brokers, "127.0.0.1:9092,127.0.0.1:9093");
         assert_eq!(uri.topic, "telemetry");
         assert_eq!(uri.params, [("from".to_string(), "earliest".to_string())]);

@@ -455,7 +455,11 @@ impl Reader {
     /// still held an event back, and for partitions still assigned.
     fn commit(&mut self, consumer: &BaseConsumer<Reading>, settled: &Settled, mode: CommitMode) {
         let mut positions = None;
-        while self.in_flight.front().is_some_and(|(seq, _)| *seq <= settled.seq) {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|(seq, _)| *seq <= settled.seq)
+        {
             positions = self.in_flight.pop_front().map(|(_, p)| p);
         }
         let Some(positions) = positions.filter(|_| settled.complete) else {
@@ -537,7 +541,8 @@ impl Reader {
             }
         }
         for element in fresh.elements() {
-            let _ = tpl.set_partition_offset(element.topic(), element.partition(), element.offset());
+            let _ =
+                tpl.set_partition_offset(element.topic(), element.partition(), element.offset());
         }
         tracing::info!("{}: assigned {}", self.what, describe(tpl));
     }
@@ -561,12 +566,15 @@ impl Reader {
         let now = time::now_ms();
         let lags: Vec<String> = (self.partitions.iter().filter(|p| p.assigned))
             .map(|p| {
-                let records = (statistics.topics.get(&p.topic))
+                // The newest offset less the next one to read: not
+                // librdkafka's `consumer_lag`, which counts from the
+                // committed offset and so includes what is in flight.
+                let high = (statistics.topics.get(&p.topic))
                     .and_then(|t| t.partitions.get(&p.partition))
-                    .map_or(-1, |s| s.consumer_lag);
-                let records = match records {
-                    -1 => "?".to_string(),
-                    n => n.to_string(),
+                    .map_or(-1, |s| s.hi_offset);
+                let records = match (high, p.next) {
+                    (high, next) if high >= 0 && next >= 0 => (high - next).max(0).to_string(),
+                    _ => "?".to_string(),
                 };
                 let seconds = p.event_time.map_or("?".to_string(), |t| {
                     format!("{:.1}", (now - t) as f64 / 1000.0)
@@ -605,7 +613,11 @@ mod tests {
             Start::parse("2026-11-24T00:00:00Z"),
             Ok(Start::Time(1_795_478_400_000))
         );
-        assert!(Start::parse("yesterday").unwrap_err().contains("expected committed"));
+        assert!(
+            Start::parse("yesterday")
+                .unwrap_err()
+                .contains("expected committed")
+        );
     }
 
     #[test]

@@ -151,9 +151,15 @@ pub struct Floe {
 impl Floe {
     /// Runs `floe ARGS` in `dir`, logging to `dir/LOG_NAME`.
     pub fn run(dir: &Path, log_name: &str, args: &[&str]) -> Floe {
+        Floe::run_with(dir, log_name, args, &[])
+    }
+
+    /// As [`run`](Self::run), with environment variables set.
+    pub fn run_with(dir: &Path, log_name: &str, args: &[&str], envs: &[(&str, &str)]) -> Floe {
         let log = dir.join(log_name);
         let child = super::floe()
             .args(args)
+            .envs(envs.iter().copied())
             .current_dir(dir)
             .env("FLOE_LOG", "info")
             .stdout(Stdio::null())

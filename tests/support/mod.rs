@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod kafka;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

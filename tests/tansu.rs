@@ -1,0 +1,163 @@
+//! End to end against a real Kafka-compatible broker, tansu, which the test
+//! starts on a free port (in memory): simulator -> Kafka -> floe -> Kafka
+//! alerts topic. Install it with
+//! `cargo install --locked tansu --features dynostore` (.ci/run does).
+
+mod support;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::broker::{Floe, free_port, wait_for};
+use support::kafka::consume;
+
+/// A tansu broker, killed when dropped.
+struct Tansu {
+    child: Child,
+    port: u16,
+}
+
+fn tansu_binary() -> PathBuf {
+    let in_cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .map(|home| home.join("bin/tansu"));
+    match in_cargo_home {
+        Some(path) if path.is_file() => path,
+        _ => PathBuf::from("tansu"),
+    }
+}
+
+impl Tansu {
+    fn start(dir: &Path) -> Tansu {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("tansu.log")).unwrap())
+            .spawn()
+            .expect("tansu runs: cargo install --locked tansu --features dynostore");
+        let up = wait_for(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "tansu did not listen on {port}");
+        Tansu { child, port }
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// tansu creates no topic on first use.
+    fn create_topic(&self, name: &str) {
+        let status = Command::new(tansu_binary())
+            .args(["topic", "create", name, "--partitions", "3"])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .status()
+            .unwrap();
+        assert!(status.success(), "creating topic {name}");
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kafka")
+        .join(name);
+    path.to_string_lossy().into_owned()
+}
+
+/// `floe simulate` of three simulated hours of 50 trucks, as fast as it goes.
+fn simulate(dir: &Path, to: &str) {
+    let out = support::floe()
+        .args(["simulate", &fixture("trucks-50.yaml"), "--to", to])
+        .args(["--speed", "0", "--duration", "3h", "--seed", "3"])
+        .current_dir(dir)
+        .env("FLOE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", support::stderr(&out));
+}
+
+/// `(key, alert_id, state)` of `count` alerts on `topic`, sorted.
+fn alerts_on(brokers: &str, topic: &str, count: usize) -> Vec<(String, String, String)> {
+    let mut alerts: Vec<_> = consume(brokers, topic, count)
+        .into_iter()
+        .map(|(key, payload)| {
+            let alert: serde_json::Value = serde_json::from_str(&payload).unwrap();
+            let text = |f: &str| alert[f].as_str().unwrap_or_default().to_string();
+            assert_eq!(text("key"), key, "alerts are keyed by entity");
+            (key, text("alert_id"), text("state"))
+        })
+        .collect();
+    alerts.sort();
+    alerts
+}
+
+#[test]
+fn simulator_to_kafka_to_floe_to_a_kafka_alerts_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(dir.path());
+    let brokers = tansu.brokers();
+    for topic in ["telemetry", "alerts", "expected"] {
+        tansu.create_topic(topic);
+    }
+    simulate(dir.path(), &format!("kafka://{brokers}/telemetry"));
+    simulate(dir.path(), "file:readings.jsonl");
+
+    // What the pipeline raises from the same readings read from a file.
+    let pipeline = fixture("cold-chain.yaml");
+    let out = support::floe()
+        .args(["run", &pipeline, "--input", "trucks=file:readings.jsonl"])
+        .current_dir(dir.path())
+        .envs([
+            ("KAFKA_BROKERS", brokers.as_str()),
+            ("KAFKA_GROUP", "unused"),
+        ])
+        .env("ALERTS_TOPIC", "expected")
+        .output()
+        .unwrap();
+    let summary = support::stderr(&out);
+    assert!(out.status.success(), "{summary}");
+    let expected_count: usize = summary
+        .split(" alerts")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no alert count in {summary}"));
+    assert!(expected_count > 20, "{summary}");
+
+    let envs = [
+        ("KAFKA_BROKERS", brokers.as_str()),
+        ("KAFKA_GROUP", "live"),
+        ("ALERTS_TOPIC", "alerts"),
+    ];
+    let floe = Floe::run_with(dir.path(), "floe.log", &["run", &pipeline], &envs);
+    // Stop once every reading is read (the lag log says so); the last
+    // alerts come as the stop releases what was held back for ordering.
+    let caught_up = wait_for(Duration::from_secs(120), || {
+        floe.log()
+            .lines()
+            .any(|line| (0..3).all(|p| line.contains(&format!("telemetry/{p} 0 records"))))
+    });
+    let (code, log) = floe.stop();
+    assert!(caught_up && code == 0, "exit {code}\n{log}");
+    let live = alerts_on(&brokers, "alerts", expected_count);
+    assert_eq!(live.len(), expected_count, "{log}");
+    assert_eq!(live, alerts_on(&brokers, "expected", expected_count));
+}
