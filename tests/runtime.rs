@@ -1,12 +1,13 @@
 //! The runtime through the library API: back-pressure from a slow sink
-//! loses nothing, and work spreads over several workers.
+//! loses nothing, work spreads over several workers, and a source's marks
+//! settle only behind the sinks.
 
 mod support;
 
 use floe::config::Pipeline;
-use floe::runtime::{self, Io, Options, Plan, Shutdown};
+use floe::runtime::{self, Io, Marks, Options, Plan, Settled, Shutdown};
 use floe::sinks::{Batch, Sink, SinkError};
-use floe::sources::BoxFuture;
+use floe::sources::{BoxFuture, Ingest, Source, SourceError};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -98,4 +99,92 @@ sinks:
             assert!(prev <= t, "out of order: {prev} then {t}");
         }
     }
+}
+
+/// A source that routes `lines`, sends a mark behind them, and keeps what
+/// the mark settled with and how many lines the sink had by then.
+struct Marking {
+    lines: Vec<String>,
+    sink_lines: Arc<Mutex<Vec<String>>>,
+    settled: Arc<Mutex<Option<(Settled, usize)>>>,
+}
+
+impl Source for Marking {
+    fn run(self: Box<Self>, mut ingest: Ingest) -> BoxFuture<Result<(), SourceError>> {
+        Box::pin(async move {
+            let routed = tokio::task::spawn_blocking(move || {
+                for (position, line) in self.lines.iter().enumerate() {
+                    let event = ingest
+                        .decoder()
+                        .decode_json(line.as_bytes(), position as u64);
+                    ingest.route_blocking(event.expect("a valid line"))?;
+                }
+                let mut marks = Marks::default();
+                ingest.mark_blocking(marks.mark())?;
+                let settled = marks.wait(1, std::time::Duration::from_secs(10));
+                let in_sink = self.sink_lines.lock().unwrap().len();
+                *self.settled.lock().unwrap() = settled.map(|s| (s, in_sink));
+                ingest.finish_blocking()
+            });
+            routed.await.unwrap_or(Err(SourceError::Closed))
+        })
+    }
+}
+
+#[test]
+fn a_mark_settles_once_the_sinks_have_what_came_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = r#"
+sources:
+  trucks: {type: file, path: p.yaml, key: device, time: ts, max_out_of_orderness: 1m}
+sinks:
+  slow: {type: stdout, inputs: [trucks]}
+"#;
+    // The file source is opened, then replaced by the marking one.
+    let path = support::write(dir.path(), "p.yaml", yaml);
+    let pipeline = Pipeline::load(&path).unwrap();
+    let mut io = Io::open(&pipeline).unwrap();
+    // One reading a minute from each of three trucks for ten minutes: the
+    // last minute of each stays held back for ordering.
+    let lines: Vec<String> = (0..30)
+        .map(|i| {
+            let minute = i / 3;
+            format!(
+                r#"{{"device":"t{}","ts":{}}}"#,
+                i % 3,
+                1_795_428_000_000i64 + minute * 60_000
+            )
+        })
+        .collect();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let settled = Arc::new(Mutex::new(None));
+    io.sources[0] = Box::new(Marking {
+        lines,
+        sink_lines: seen.clone(),
+        settled: settled.clone(),
+    });
+    io.sinks[0].1 = Box::new(Slow {
+        lines: seen.clone(),
+        peak_queued: Arc::new(Mutex::new(0)),
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let run = runtime::run(
+        Plan::new(&pipeline),
+        io,
+        &Options { workers: 2 },
+        Shutdown::default(),
+    );
+    rt.block_on(run).unwrap();
+    let (settled, in_sink) = settled.lock().unwrap().take().expect("the mark settled");
+    assert!(settled.complete);
+    // Minutes 0..=8 were processed and written before the mark settled;
+    // minute 9 of each truck (positions 27..=29) was held back, and the
+    // lowest of those is what the source must not forget.
+    assert_eq!(in_sink, 27);
+    assert_eq!(settled.held.get(&0), Some(&27));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        30,
+        "held events are released at the end"
+    );
 }

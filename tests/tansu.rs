@@ -161,3 +161,18 @@ fn simulator_to_kafka_to_floe_to_a_kafka_alerts_topic() {
     assert_eq!(live.len(), expected_count, "{log}");
     assert_eq!(live, alerts_on(&brokers, "expected", expected_count));
 }
+
+#[test]
+fn producing_to_a_topic_the_broker_does_not_have_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(dir.path());
+    let to = format!("kafka://{}/missing", tansu.brokers());
+    let out = support::floe()
+        .args(["simulate", &fixture("trucks-50.yaml"), "--to", &to])
+        .args(["--speed", "0", "--duration", "1m"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = support::stderr(&out);
+    assert!(stderr.contains("topic missing does not exist"), "{stderr}");
+}

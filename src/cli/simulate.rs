@@ -199,6 +199,7 @@ impl KafkaOut {
             return Err(format!("unknown parameter `{name}` for a kafka output"));
         }
         let producer = kafka::Producer::new(&connection).map_err(|e| e.to_string())?;
+        producer.check_topic(&topic).map_err(|e| e.to_string())?;
         Ok(KafkaOut {
             producer: Some(producer),
             topic,

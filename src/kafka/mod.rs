@@ -10,6 +10,7 @@
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::types::RDKafkaRespErr;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub enum Error {
         brokers: String,
         source: Box<KafkaError>,
     },
+    #[error(
+        "{brokers}: topic {topic} does not exist; create it, or let the brokers create topics on first use"
+    )]
+    NoSuchTopic { brokers: String, topic: String },
     #[error("{brokers}: a record for {topic} was not delivered: {source}")]
     Delivery {
         brokers: String,
@@ -123,6 +128,29 @@ impl Producer {
             brokers: connection.brokers.clone(),
             pending: VecDeque::new(),
         })
+    }
+
+    /// Fails when the brokers answer that `topic` does not exist: records
+    /// for it would wait forever. Brokers that do not answer are waited
+    /// for later, as they come back.
+    pub fn check_topic(&self, topic: &str) -> Result<(), Error> {
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(5));
+        let unknown = metadata.ok().is_some_and(|m| {
+            m.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error() == Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            })
+        });
+        match unknown {
+            true => Err(Error::NoSuchTopic {
+                brokers: self.brokers.clone(),
+                topic: topic.to_string(),
+            }),
+            false => Ok(()),
+        }
     }
 
     /// Queues a record. When librdkafka's queue is full (the brokers are

@@ -40,8 +40,10 @@ impl SinkSpec for Config {
             brokers: self.brokers.clone(),
             options: self.options.clone(),
         };
+        let producer = Producer::new(&connection)?;
+        producer.check_topic(&self.topic)?;
         Ok(Box::new(KafkaSink {
-            producer: Producer::new(&connection)?,
+            producer,
             topic: self.topic.clone(),
         }))
     }
