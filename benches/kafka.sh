@@ -10,7 +10,9 @@
 # and the CPU each process used (seconds). Needs tansu (`cargo install
 # --locked tansu --features dynostore`) and a release build (cargo build
 # --release). Uses its own in-memory broker on port 18898, with a 6-partition
-# topic.
+# topic. EXTRA="&NAME=VALUE..." adds librdkafka properties to floe's consumer
+# (EXTRA="&fetch.wait.max.ms=5": tansu holds every fetch that long; floe's
+# default is 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,15 +21,19 @@ port=18898
 floe=target/release/floe
 tansu=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
 dir=$(mktemp -d)
-trap 'kill -KILL $broker 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill -KILL $broker 2>/dev/null; wait $broker 2>/dev/null; rm -rf "$dir"' EXIT
 
 "$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
     --storage-engine memory://tansu/ > "$dir/tansu.log" 2>&1 &
 broker=$!
-sleep 1
-"$tansu" topic create telemetry --partitions 6 --broker "tcp://127.0.0.1:$port" > /dev/null
+# tansu may accept connections a moment before it serves requests.
+for _ in $(seq 50); do
+    "$tansu" topic create telemetry --partitions 6 --broker "tcp://127.0.0.1:$port" > /dev/null 2>&1 && break
+    sleep 0.2
+done
 
-input="trucks=kafka://127.0.0.1:$port/telemetry?from=earliest&group=bench"
+# Lag is logged every second: the drain ends at the first line with none.
+input="trucks=kafka://127.0.0.1:$port/telemetry?from=earliest&group=bench&statistics.interval.ms=1000${EXTRA:-}"
 cpu() { awk '{printf "%.1f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 simulate() { "$floe" simulate simulators/trucks.yaml --to "kafka://127.0.0.1:$port/telemetry" "$@" 2>&1 | tail -1; }
 stop_floe() {
@@ -42,9 +48,9 @@ case $mode in
 live)
     rate=${2:?rate}; seconds=${3:?seconds}
     broker_cpu=$(cpu "$broker")
-    "$floe" run pipelines/cold-chain.yaml --input "$input" > /dev/null 2> "$dir/floe.log" &
+    FLOE_LOG=info "$floe" run pipelines/cold-chain.yaml --input "$input" > /dev/null 2> "$dir/floe.log" &
     pid=$!
-    sleep 4   # joining the group
+    until grep -q assigned "$dir/floe.log"; do sleep 0.05; done
     simulate --rate "$rate" --duration "${seconds}s"
     # Whatever floe has not processed one second after the last record
     # is a backlog: it did not keep up.
@@ -56,13 +62,14 @@ drain)
     # --rate R --duration 1s is exactly R records, however long they take.
     echo "produced: $(simulate --rate "$records" --duration 1s)"
     broker_cpu=$(cpu "$broker")
-    start=$(date +%s.%N)
-    "$floe" run pipelines/cold-chain.yaml --input "$input" > /dev/null 2> "$dir/floe.log" &
+    FLOE_LOG=info "$floe" run pipelines/cold-chain.yaml --input "$input" > /dev/null 2> "$dir/floe.log" &
     pid=$!
-    # Drained when floe stops using CPU.
-    last=-1
-    while sleep 0.5; do now=$(cpu $pid); [ "$now" = "$last" ] && break; last=$now; done
-    echo "drained in $(echo "$(date +%s.%N) - $start - 0.5" | bc) s (including ~3 s joining the group)"
+    # Timed from the partitions' assignment (joining the group takes ~3 s)
+    # until floe stops using CPU.
+    until grep -q assigned "$dir/floe.log"; do sleep 0.05; done
+    start=$(date +%s.%N)
+    until grep "lag" "$dir/floe.log" | tail -1 | grep -qv "[1-9][0-9]* records"; do sleep 0.05; done
+    echo "drained in $(echo "$(date +%s.%N) - $start" | bc) s (to the 1 s lag report that showed no lag)"
     stop_floe $pid
     ;;
 *)

@@ -36,6 +36,7 @@ invalid!(
     cycle,
     everything_at_once,
     missing_env,
+    kafka_options,
     mqtt_options,
     structure,
     typo_option,
