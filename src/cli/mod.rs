@@ -4,6 +4,7 @@
 //! failure. Errors are one line each on stderr.
 
 mod demo;
+mod eval;
 mod run;
 mod simulate;
 mod test;
@@ -32,6 +33,8 @@ enum Command {
     Run(run::Args),
     /// Publish simulated telemetry from a scenario.
     Simulate(simulate::Args),
+    /// Score alerts against the simulator's labelled faults.
+    Eval(eval::Args),
     /// Check pipelines; exit 0 if all are valid, 1 if not.
     Validate {
         #[arg(required = true)]
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Demo(args) => demo::demo(args),
+        Command::Eval(args) => eval::eval(args),
         Command::Run(args) => run::run(args),
         Command::Simulate(args) => simulate::simulate(args),
         Command::Validate { pipelines } => validate::validate(&pipelines),

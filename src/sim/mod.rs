@@ -12,6 +12,7 @@
 //! its ground truth is recorded as a [`Label`]: which device, which fault,
 //! when it starts and ends, and which rules a correct pipeline raises.
 
+pub mod eval;
 pub mod factory;
 pub mod rng;
 pub mod run;
