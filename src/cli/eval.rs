@@ -5,7 +5,7 @@ use super::simulate::parse_duration;
 use crate::config::Duration;
 use crate::event::time;
 use crate::sim::Label;
-use crate::sim::eval::{self, Fault, Fired, Scoring};
+use crate::sim::eval::{self, Fault, Fired, Scoring, Warning};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,13 @@ pub struct Args {
     /// Simulated time covered (default: first to last label or alert).
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// An early-warning rule to time against the breach it warns of:
+    /// `WARNING:BREACH`, e.g. `warming:too_warm` (repeatable).
+    #[arg(long, value_name = "WARNING:BREACH")]
+    warning: Vec<String>,
+    /// How much warning counts as in time.
+    #[arg(long, value_parser = parse_duration, default_value = "15m")]
+    lead: Duration,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -60,7 +67,20 @@ pub fn eval(args: Args) -> Result<(), Failure> {
     let devices: HashSet<&str> = (faults.iter().map(|f| f.device.as_str()))
         .chain(alerts.iter().map(|a| a.key.as_str()))
         .collect();
+    let warnings = (args.warning.iter())
+        .map(|w| match w.split_once(':') {
+            Some((rule, breach)) => Ok(Warning {
+                rule: rule.into(),
+                breach: breach.into(),
+                needed: args.lead.ms(),
+            }),
+            None => Err(Failure::Invalid(format!(
+                "--warning {w}: expected WARNING:BREACH, e.g. warming:too_warm"
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
     let scoring = Scoring {
+        warnings,
         grace: args.grace.ms(),
         settle: args.settle.ms(),
         entities: args.entities.unwrap_or(devices.len()),
@@ -84,9 +104,17 @@ fn firing_alerts(path: &Path) -> Result<Vec<Fired>, Failure> {
             continue;
         }
         let text = |f: &str| line[f].as_str().map(str::to_string);
-        let time = text("event_time").and_then(|t| time::parse_rfc3339(&t));
-        match (text("key"), text("rule"), time) {
-            (Some(key), Some(rule), Some(time)) => alerts.push(Fired { key, rule, time }),
+        let time_of = |f: &str| text(f).and_then(|t| time::parse_rfc3339(&t));
+        let time = time_of("event_time");
+        // Alerts of floe versions before episode_start began at event_time.
+        let episode_start = time_of("episode_start").or(time);
+        match (text("key"), text("rule"), time, episode_start) {
+            (Some(key), Some(rule), Some(time), Some(episode_start)) => alerts.push(Fired {
+                key,
+                rule,
+                time,
+                episode_start,
+            }),
             _ => return Err(at(path, n, "a firing alert needs key, rule and event_time")),
         }
     }

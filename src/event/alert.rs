@@ -89,6 +89,7 @@ impl Alert {
             map.serialize_entry("state", self.state.as_str())?;
             map.serialize_entry("severity", self.severity.as_str())?;
             map.serialize_entry("event_time", &time::format_rfc3339(self.event_time))?;
+            map.serialize_entry("episode_start", &time::format_rfc3339(self.episode_start))?;
             map.serialize_entry("emitted_at", &time::format_rfc3339(emitted_at))?;
             map.serialize_entry("value", &self.value)?;
             map.serialize_entry("message", &self.message)?;

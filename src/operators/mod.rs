@@ -14,6 +14,7 @@ mod aggregate;
 mod alerting;
 mod expr;
 pub mod filter;
+pub mod forecast;
 pub mod rolling;
 pub mod template;
 pub mod threshold;
@@ -33,8 +34,9 @@ pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
         ("threshold", spec::<threshold::Config>),
         ("window", spec::<window::Config>),
         ("rolling", spec::<rolling::Config>),
+        ("forecast", spec::<forecast::Config>),
     ],
-    planned: &["anomaly", "forecast", "absence"],
+    planned: &["anomaly", "absence"],
 };
 
 fn spec<C: OperatorSpec + DeserializeOwned + 'static>(

@@ -21,6 +21,19 @@ pub struct Fired {
     pub key: String,
     pub rule: String,
     pub time: i64,
+    /// When the condition began: for a threshold, when the value first
+    /// crossed the limit.
+    pub episode_start: i64,
+}
+
+/// An early-warning rule scored against the breach it warns of: how long
+/// before `breach`'s condition began did `rule` fire?
+#[derive(Clone, Debug)]
+pub struct Warning {
+    pub rule: String,
+    pub breach: String,
+    /// The warning a user needs: leads shorter than this count as late.
+    pub needed: i64,
 }
 
 /// A fault with its times parsed.
@@ -57,6 +70,7 @@ pub struct Scoring {
     /// Entities observed and for how long, for the false-alert rate.
     pub entities: usize,
     pub hours: f64,
+    pub warnings: Vec<Warning>,
 }
 
 /// The scores of one fault type.
@@ -85,6 +99,24 @@ pub struct Report {
     pub unsettled: usize,
     pub entities: usize,
     pub hours: f64,
+    /// Early warnings, per fault type; empty unless asked for.
+    pub warnings: Vec<WarningRow>,
+}
+
+/// How one early-warning rule did for one fault type.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WarningRow {
+    pub rule: String,
+    pub breach: String,
+    pub fault: String,
+    /// Faults of this type whose breach rule fired.
+    pub breaches: usize,
+    /// Of those, warned at least the needed time before the breach.
+    pub warned_in_time: usize,
+    pub share_in_time: f64,
+    /// Seconds from the first warning to the breach (0 when unwarned).
+    pub median_lead_s: Option<f64>,
+    pub worst_lead_s: Option<f64>,
 }
 
 /// Scores `alerts` against `faults`; the run ends at `end` (event time).
@@ -98,20 +130,20 @@ pub fn score(faults: &[Fault], alerts: &[Fired], end: i64, scoring: &Scoring) ->
             && fault.rules.contains(&alert.rule)
             && (fault.start..=fault.end + scoring.grace).contains(&alert.time)
     };
+    let settled = |f: &&Fault| !f.rules.is_empty() && f.start <= end - scoring.settle;
+    let unsettled = faults.iter().filter(|f| !f.rules.is_empty()).count()
+        - faults.iter().filter(settled).count();
+    let first = |fault: &Fault, rule: Option<&str>| {
+        by_device.get(fault.device.as_str()).and_then(|alerts| {
+            (alerts.iter())
+                .filter(|a| explains(fault, a) && rule.is_none_or(|r| a.rule == r))
+                .min_by_key(|a| a.time)
+                .copied()
+        })
+    };
     let mut leads: BTreeMap<&str, (usize, Vec<i64>)> = BTreeMap::new();
-    let mut unsettled = 0;
-    for fault in faults.iter().filter(|f| !f.rules.is_empty()) {
-        if fault.start > end - scoring.settle {
-            unsettled += 1;
-            continue;
-        }
-        let first = by_device.get(fault.device.as_str()).and_then(|alerts| {
-            alerts
-                .iter()
-                .filter(|a| explains(fault, a))
-                .map(|a| a.time)
-                .min()
-        });
+    for fault in faults.iter().filter(settled) {
+        let first = first(fault, None).map(|a| a.time);
         let entry = leads.entry(&fault.kind).or_default();
         entry.0 += 1;
         entry.1.extend(first.map(|t| t - fault.start));
@@ -143,6 +175,39 @@ pub fn score(faults: &[Fault], alerts: &[Fired], end: i64, scoring: &Scoring) ->
         unsettled,
         entities: scoring.entities,
         hours: scoring.hours,
+        warnings: (scoring.warnings.iter())
+            .flat_map(|w| {
+                let mut by_kind: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+                for fault in faults.iter().filter(settled) {
+                    let Some(breach) = first(fault, Some(&w.breach)) else {
+                        continue;
+                    };
+                    let warned = first(fault, Some(&w.rule)).filter(|a| a.time <= breach.time);
+                    let lead = warned.map_or(0, |a| (breach.episode_start - a.time).max(0));
+                    by_kind.entry(&fault.kind).or_default().push(lead);
+                }
+                by_kind
+                    .into_iter()
+                    .map(|(kind, leads)| warning_row(w, kind, leads))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+    }
+}
+
+fn warning_row(w: &Warning, kind: &str, mut leads: Vec<i64>) -> WarningRow {
+    leads.sort_unstable();
+    let in_time = leads.iter().filter(|&&l| l >= w.needed).count();
+    let seconds = |ms: i64| ms as f64 / 1000.0;
+    WarningRow {
+        rule: w.rule.clone(),
+        breach: w.breach.clone(),
+        fault: kind.to_string(),
+        breaches: leads.len(),
+        warned_in_time: in_time,
+        share_in_time: in_time as f64 / leads.len().max(1) as f64,
+        median_lead_s: leads.get(leads.len() / 2).copied().map(seconds),
+        worst_lead_s: leads.first().copied().map(seconds),
     }
 }
 
@@ -193,6 +258,19 @@ impl Report {
                 .collect();
             out += &format!("false alerts by rule: {}\n", rules.join(", "));
         }
+        for w in &self.warnings {
+            out += &format!(
+                "{} before {} ({}): {} of {} breaches warned in time ({:.3}), median lead {}, worst {}\n",
+                w.rule,
+                w.breach,
+                w.fault,
+                w.warned_in_time,
+                w.breaches,
+                w.share_in_time,
+                minutes(w.median_lead_s),
+                minutes(w.worst_lead_s)
+            );
+        }
         if self.unsettled > 0 {
             out += &format!(
                 "{} faults began too close to the end of the run to count\n",
@@ -224,6 +302,7 @@ mod tests {
             key: key.into(),
             rule: rule.into(),
             time,
+            episode_start: time,
         }
     }
 
@@ -250,6 +329,7 @@ mod tests {
             settle: 10 * MIN,
             entities: 4,
             hours: 2.0,
+            warnings: Vec::new(),
         };
         let report = score(&faults, &alerts, 120 * MIN, &scoring);
         assert_eq!(
@@ -268,5 +348,56 @@ mod tests {
         assert_eq!(report.false_per_1000_entity_hours, 250.0);
         assert_eq!(report.precision, 3.0 / 5.0);
         assert_eq!(report.unsettled, 1);
+    }
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    #[test]
+    fn warnings_are_timed_against_the_start_of_the_breach() {
+        let fault = |device: &str| Fault {
+            device: device.into(),
+            kind: "compressor_failure".into(),
+            start: 0,
+            end: 120 * MIN,
+            rules: vec!["too_warm".into(), "warming".into()],
+        };
+        let alert = |key: &str, rule: &str, time: i64, episode_start: i64| Fired {
+            key: key.into(),
+            rule: rule.into(),
+            time,
+            episode_start,
+        };
+        let faults = [fault("a"), fault("b"), fault("c")];
+        let alerts = [
+            // a: warned 20 minutes before the breach began.
+            alert("a", "warming", 12 * MIN, 12 * MIN),
+            alert("a", "too_warm", 34 * MIN, 32 * MIN),
+            // b: warned 5 minutes ahead only.
+            alert("b", "warming", 25 * MIN, 21 * MIN),
+            alert("b", "too_warm", 32 * MIN, 30 * MIN),
+            // c: no breach, so it does not count.
+            alert("c", "warming", 30 * MIN, 26 * MIN),
+        ];
+        let scoring = Scoring {
+            grace: 0,
+            settle: 0,
+            entities: 3,
+            hours: 2.0,
+            warnings: vec![Warning {
+                rule: "warming".into(),
+                breach: "too_warm".into(),
+                needed: 15 * MIN,
+            }],
+        };
+        let report = score(&faults, &alerts, 120 * MIN, &scoring);
+        let row = &report.warnings[0];
+        assert_eq!((row.breaches, row.warned_in_time), (2, 1));
+        assert_eq!(row.median_lead_s, Some(1200.0));
+        assert_eq!(row.worst_lead_s, Some(300.0));
     }
 }
