@@ -10,6 +10,7 @@
 //! implements [`OperatorSpec`] and an operator that implements [`Operator`],
 //! then add one line to [`REGISTRY`].
 
+pub mod absence;
 mod aggregate;
 mod alerting;
 mod expr;
@@ -35,8 +36,9 @@ pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
         ("window", spec::<window::Config>),
         ("rolling", spec::<rolling::Config>),
         ("forecast", spec::<forecast::Config>),
+        ("absence", spec::<absence::Config>),
     ],
-    planned: &["anomaly", "absence"],
+    planned: &["anomaly"],
 };
 
 fn spec<C: OperatorSpec + DeserializeOwned + 'static>(
@@ -123,6 +125,14 @@ pub trait Operator: Clone + Send + 'static {
     /// The input has ended: emit what would otherwise wait for more data
     /// (open windows).
     fn on_end(&self, _state: &mut Self::State, _key: &Key, _out: &mut Emitter) {}
+
+    /// Whether the operator keeps time between events (and so gets
+    /// [`on_tick`](Self::on_tick) for every key about once a second).
+    const TICKS: bool = false;
+
+    /// The clock reads `now` (wall clock when live, the event time seen so
+    /// far in a replay); called for every key the worker knows.
+    fn on_tick(&self, _state: &mut Self::State, _key: &Key, _now: i64, _out: &mut Emitter) {}
 }
 
 /// Where operators put what they produce.
@@ -160,6 +170,8 @@ impl Emitter {
 pub trait KeyedOperator: Send {
     fn on_event(&mut self, slot: usize, event: &Event, out: &mut Emitter);
     fn on_end(&mut self, slot: usize, key: &Key, out: &mut Emitter);
+    fn ticks(&self) -> bool;
+    fn on_tick(&mut self, slot: usize, key: &Key, now: i64, out: &mut Emitter);
     /// The same operator with no state, for another worker.
     fn fork(&self) -> Box<dyn KeyedOperator>;
 }
@@ -191,6 +203,17 @@ impl<O: Operator> KeyedOperator for Keyed<O> {
         if slot < self.states.len() {
             self.operator.on_end(&mut self.states[slot], key, out);
         }
+    }
+
+    fn ticks(&self) -> bool {
+        O::TICKS
+    }
+
+    fn on_tick(&mut self, slot: usize, key: &Key, now: i64, out: &mut Emitter) {
+        if slot >= self.states.len() {
+            self.states.resize_with(slot + 1, Default::default);
+        }
+        self.operator.on_tick(&mut self.states[slot], key, now, out);
     }
 
     fn fork(&self) -> Box<dyn KeyedOperator> {
@@ -290,6 +313,14 @@ pub(crate) mod test_support {
                 }
             }
             seen
+        }
+
+        /// Runs `key`'s timers at `now`; returns everything emitted.
+        pub fn tick(&mut self, key: &str, now: i64) -> Vec<Output> {
+            let slot = self.slot(key);
+            let mut out = Emitter::default();
+            self.operator.on_tick(slot, &key.into(), now, &mut out);
+            out.outputs
         }
 
         /// Signals the end of input for `key`; returns everything emitted.

@@ -26,6 +26,10 @@ pub struct Dataflow {
     pub alerting: Vec<bool>,
     /// Per source: `max_out_of_orderness` in ms.
     pub max_ooo: Vec<i64>,
+    /// Some source delivers at the pace of the world: operators' timers
+    /// run on the wall clock. Otherwise (recordings replayed as fast as
+    /// possible) they run on the event time the workers have seen.
+    pub live: bool,
 }
 
 /// A pipeline built and ready to run, before any I/O is opened.
@@ -111,6 +115,7 @@ impl Plan {
                     .iter()
                     .map(|s| s.common.max_out_of_orderness.ms())
                     .collect(),
+                live: p.sources.iter().any(|s| s.spec.live()),
             },
             operators,
             decoders,

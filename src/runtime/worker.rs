@@ -49,7 +49,13 @@ pub struct Core {
     spare: Vec<Emitter>,
     /// Scratch for events released by a clock.
     ready: Vec<Event>,
+    /// Latest event time seen, and when operators' timers run next on it.
+    clock: i64,
+    next_tick: i64,
 }
+
+/// How often operators' timers run, in ms of the clock they run on.
+const TICK_MS: i64 = 1000;
 
 impl Worker {
     pub fn new(
@@ -72,11 +78,26 @@ impl Worker {
     /// Processes messages until every source has hung up, then flushes
     /// what the operators still hold (open windows).
     pub async fn run(mut self, mut rx: mpsc::Receiver<WorkerMsg>) -> Result<(), SinkGone> {
-        while let Some(msg) = rx.recv().await {
+        let wall_clock = self.flow.live && self.core.ticks();
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(TICK_MS as u64));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let msg = tokio::select! {
+                msg = rx.recv() => msg,
+                _ = ticker.tick(), if wall_clock => {
+                    self.core.tick(&self.flow, time::now_ms());
+                    self.flush(None).await?;
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
             match msg {
                 WorkerMsg::Events(batch) => {
                     for event in batch {
                         self.core.accept(&self.flow, event);
+                    }
+                    if !self.flow.live {
+                        self.core.tick_event_time(&self.flow);
                     }
                 }
                 WorkerMsg::SourceEnded(source) => {
@@ -146,7 +167,40 @@ impl Core {
             counts: Snapshot::default(),
             spare: Vec::new(),
             ready: Vec::new(),
+            clock: i64::MIN,
+            next_tick: i64::MIN,
         }
+    }
+
+    /// Whether some operator keeps time between events.
+    pub fn ticks(&self) -> bool {
+        self.operators.iter().any(|o| o.ticks())
+    }
+
+    /// Runs the operators' timers for every key at `now`.
+    pub fn tick(&mut self, flow: &Dataflow, now: i64) {
+        for op in 0..self.operators.len() {
+            if !self.operators[op].ticks() {
+                continue;
+            }
+            for slot in 0..self.keys.len() {
+                let mut out = self.spare.pop().unwrap_or_default();
+                let key = self.keys[slot].clone();
+                self.operators[op].on_tick(slot, &key, now, &mut out);
+                self.dispatch(flow, flow.sources + op, slot, &mut out, None);
+                self.spare.push(out);
+            }
+        }
+    }
+
+    /// In a replay, runs the timers as the event time seen passes each
+    /// tick.
+    pub fn tick_event_time(&mut self, flow: &Dataflow) {
+        if self.clock < self.next_tick || !self.ticks() {
+            return;
+        }
+        self.next_tick = self.clock - self.clock.rem_euclid(TICK_MS) + TICK_MS;
+        self.tick(flow, self.clock);
     }
 
     fn slot(&mut self, key: &Key) -> usize {
@@ -164,6 +218,7 @@ impl Core {
 
     /// Puts a source event through its key's clock, then through the graph.
     pub fn accept(&mut self, flow: &Dataflow, event: Event) {
+        self.clock = self.clock.max(event.time);
         let slot = self.slot(&event.key);
         let source = event.origin.source as usize;
         let max_ooo = flow.max_ooo[source];

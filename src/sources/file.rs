@@ -61,6 +61,10 @@ impl Config {
 }
 
 impl SourceSpec for Config {
+    fn live(&self) -> bool {
+        self.speed > 0.0
+    }
+
     fn open(&self, ctx: &Context) -> Result<Box<dyn Source>, SourceError> {
         let path = ctx.base.join(&self.path.value);
         let file = File::open(&path).map_err(|source| SourceError::Open {

@@ -110,6 +110,13 @@ pub trait SourceSpec: Debug + Send + Sync {
     fn carries(&self) -> Carries {
         Carries::default()
     }
+
+    /// Whether it delivers at the pace of the world (a broker, a paced
+    /// replay) rather than as fast as it can read (a recording): wall-clock
+    /// timers (`absence`) then run on the wall clock, not on event time.
+    fn live(&self) -> bool {
+        true
+    }
 }
 
 /// What a source's messages carry beside their payload, that `key:` and

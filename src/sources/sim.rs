@@ -60,6 +60,10 @@ impl Config {
 }
 
 impl SourceSpec for Config {
+    fn live(&self) -> bool {
+        self.speed > 0.0
+    }
+
     fn open(&self, ctx: &Context) -> Result<Box<dyn Source>, SourceError> {
         let path = ctx.base.join(&self.scenario.value);
         let scenario = Scenario::load(&path).map_err(|d| SourceError::Scenario(d.to_string()))?;
