@@ -95,5 +95,25 @@ operators:
     bench_pipeline(c, "threshold_sliding_window_10k_keys", &yaml);
 }
 
-criterion_group!(benches, threshold, threshold_and_window);
+/// The detection operators, each alone: their cost per event next to the
+/// threshold's. (`bench_pipeline` drives the core directly, without the
+/// worker's timer ticks, so `absence` is measured on its per-event work.)
+fn detection(c: &mut Criterion) {
+    let operators = [
+        (
+            "forecast_10k_keys",
+            "warming: {type: forecast, inputs: [trucks], field: temperature_c, limit: 4.0, horizon: 45m, for: 1m}",
+        ),
+        (
+            "absence_10k_keys",
+            "silent: {type: absence, inputs: [trucks], timeout: 2m}",
+        ),
+    ];
+    for (name, operator) in operators {
+        let yaml = format!("{SOURCE}\noperators:\n  {operator}\n");
+        bench_pipeline(c, name, &yaml);
+    }
+}
+
+criterion_group!(benches, threshold, threshold_and_window, detection);
 criterion_main!(benches);

@@ -228,6 +228,13 @@ fn compare(op: Cmp, a: Val, b: Val) -> Val<'static> {
         (Val::Num(x), Val::Num(y)) => x.partial_cmp(&y),
         (Val::Str(x), Val::Str(y)) => Some(x.cmp(y)),
         (Val::Bool(x), Val::Bool(y)) if matches!(op, Cmp::Eq | Cmp::Ne) => Some(x.cmp(&y)),
+        // A boolean field that an operator reads as a number arrives as
+        // 1 or 0; `door_open == false` must still mean what it says.
+        (Val::Num(x), Val::Bool(y)) | (Val::Bool(y), Val::Num(x))
+            if matches!(op, Cmp::Eq | Cmp::Ne) =>
+        {
+            x.partial_cmp(&f64::from(u8::from(y)))
+        }
         _ => None,
     };
     let Some(ordering) = ordering else {
@@ -659,6 +666,10 @@ mod tests {
         assert!(check("not b and a", &t));
         assert!(check("!b", &t));
         assert!(check("a", &t), "a bare boolean field is a condition");
+        // A boolean another operator reads as a number arrives as 1 or 0.
+        let numeric = [("a", Value::Num(1.0)), ("b", Value::Num(0.0))];
+        assert!(check("a == true && b == false && b != true", &numeric));
+        assert!(!check("a == false", &numeric));
         assert!(!check("b", &t));
         assert!(check("true && !false", &t));
     }
