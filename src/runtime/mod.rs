@@ -20,7 +20,7 @@ mod worker;
 pub use ack::{Ack, Marks, Settled};
 pub use dataflow::{Dataflow, Plan};
 pub use metrics::{Metrics, Snapshot};
-pub use router::{Router, WorkerMsg, worker_for};
+pub use router::{BATCH, Router, WorkerMsg, worker_for};
 pub use shutdown::Shutdown;
 pub use worker::Core;
 
