@@ -111,6 +111,14 @@ fn detection(c: &mut Criterion) {
             "warming: {type: forecast, inputs: [trucks], field: temperature_c, limit: 4.0, horizon: 45m, for: 1m}",
         ),
         (
+            "anomaly_zscore_10k_keys",
+            "odd: {type: anomaly, inputs: [trucks], field: temperature_c, warmup: 5m}",
+        ),
+        (
+            "anomaly_cusum_explain_10k_keys",
+            "odd: {type: anomaly, inputs: [trucks], field: temperature_c, method: cusum, explain: temperature_c, warmup: 5m}",
+        ),
+        (
             "absence_10k_keys",
             "silent: {type: absence, inputs: [trucks], timeout: 2m}",
         ),

@@ -34,6 +34,7 @@ invalid!(
     bad_field_reference,
     bad_tests,
     cycle,
+    detection_options,
     everything_at_once,
     missing_env,
     kafka_options,

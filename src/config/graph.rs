@@ -22,6 +22,10 @@ impl Component<'_> {
     fn emits(&self) -> Option<Emits> {
         self.operator.map(|o| o.emits())
     }
+
+    fn alerts(&self) -> bool {
+        self.operator.is_some_and(|o| o.alerts())
+    }
 }
 
 pub(super) fn check(p: &Pipeline, broken: &[Broken]) -> Vec<ConfigError> {
@@ -261,11 +265,7 @@ fn check_tests(
     errors: &mut Vec<ConfigError>,
 ) {
     let sources = || all.iter().filter(|c| c.section == "source").map(|c| c.id);
-    let rules = || {
-        all.iter()
-            .filter(|c| c.emits() == Some(Emits::Alerts))
-            .map(|c| c.id)
-    };
+    let rules = || all.iter().filter(|c| c.alerts()).map(|c| c.id);
     for case in &p.tests {
         for (source, events) in &case.inputs {
             if ids

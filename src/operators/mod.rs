@@ -13,6 +13,7 @@
 pub mod absence;
 mod aggregate;
 mod alerting;
+pub mod anomaly;
 mod expr;
 pub mod filter;
 pub mod forecast;
@@ -37,8 +38,9 @@ pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
         ("rolling", spec::<rolling::Config>),
         ("forecast", spec::<forecast::Config>),
         ("absence", spec::<absence::Config>),
+        ("anomaly", spec::<anomaly::Config>),
     ],
-    planned: &["anomaly"],
+    planned: &[],
 };
 
 fn spec<C: OperatorSpec + DeserializeOwned + 'static>(
@@ -60,6 +62,12 @@ pub trait OperatorSpec: Debug + Send + Sync {
 
     /// What the operator sends downstream.
     fn emits(&self) -> Emits;
+
+    /// Whether it raises alerts: those that emit only alerts do, and an
+    /// operator that emits events may raise alerts besides (`anomaly`).
+    fn alerts(&self) -> bool {
+        self.emits() == Emits::Alerts
+    }
 
     /// Checks what serde cannot: combinations of options, value ranges.
     fn check(&self) -> Vec<ConfigError> {

@@ -20,8 +20,10 @@ pub struct Dataflow {
     pub sources: usize,
     /// Per component: the operators that take its output, in order.
     pub downstream: Vec<Vec<usize>>,
-    /// Per component: the sinks that take its output.
+    /// Per component: the sinks that take its events.
     pub sinks: Vec<Vec<usize>>,
+    /// Per component: the sinks that take its alerts.
+    pub alert_sinks: Vec<Vec<usize>>,
     /// Per component: whether it raises alerts.
     pub alerting: Vec<bool>,
     /// Per source: `max_out_of_orderness` in ms.
@@ -89,11 +91,7 @@ impl Plan {
         }
         let alerting = (0..p.sources.len())
             .map(|_| false)
-            .chain(
-                order
-                    .iter()
-                    .map(|&i| p.operators[i].spec.emits() == Emits::Alerts),
-            )
+            .chain(order.iter().map(|&i| p.operators[i].spec.alerts()))
             .collect();
         let decoders = p
             .sources
@@ -101,6 +99,19 @@ impl Plan {
             .enumerate()
             .map(|(i, s)| Decoder::new(s.common.decode_spec(), &schema, i as u16))
             .collect();
+        // An operator that scores every reading and raises alerts (anomaly)
+        // gives sinks its alerts; its scored readings go on to operators
+        // (a filter after it writes them to a sink).
+        let alert_sinks = sinks.clone();
+        let scores_only_downstream = order.iter().map(|&i| {
+            let spec = &p.operators[i].spec;
+            spec.alerts() && spec.emits() != Emits::Alerts
+        });
+        for (c, quiet) in (p.sources.len()..).zip(scores_only_downstream) {
+            if quiet {
+                sinks[c].clear();
+            }
+        }
         Plan {
             flow: Dataflow {
                 pipeline: p.name.as_str().into(),
@@ -108,6 +119,7 @@ impl Plan {
                 names,
                 sources: p.sources.len(),
                 downstream,
+                alert_sinks,
                 sinks,
                 alerting,
                 max_ooo: p
@@ -125,12 +137,13 @@ impl Plan {
     /// Sends every alert to sink 0 and nothing else anywhere: how pipeline
     /// tests collect what the rules raise.
     pub fn collect_alerts_only(&mut self) {
-        for (component, sinks) in self.flow.sinks.iter_mut().enumerate() {
+        for (component, sinks) in self.flow.alert_sinks.iter_mut().enumerate() {
             *sinks = if self.flow.alerting[component] {
                 vec![0]
             } else {
                 Vec::new()
             };
         }
+        self.flow.sinks.iter_mut().for_each(Vec::clear);
     }
 }

@@ -328,7 +328,7 @@ impl Core {
                 }
                 Output::Alert(alert) => {
                     self.counts.alerts += 1;
-                    if flow.sinks[component].is_empty() {
+                    if flow.alert_sinks[component].is_empty() {
                         continue;
                     }
                     let record = Arc::new(Record {
@@ -337,7 +337,7 @@ impl Core {
                         component: alert.rule,
                         is_alert: true,
                     });
-                    for &s in &flow.sinks[component] {
+                    for &s in &flow.alert_sinks[component] {
                         self.outbox[s].push(record.clone());
                     }
                 }

@@ -1,0 +1,631 @@
+//! `anomaly`: score each reading against the entity's own recent normal,
+//! and alert when the score stays past a threshold.
+//!
+//! ```yaml
+//! bearing_wear:
+//!   type: anomaly
+//!   inputs: [running]
+//!   field: vibration_rms
+//!   method: cusum        # zscore | ewma | mad | cusum
+//!   explain: power_kw    # the normal level follows this field (load)
+//!   by: mode             # a separate normal per value of this field
+//!   memory: 1h           # how long the normal remembers
+//!   warmup: 30m          # no score until the normal has seen this much
+//!   threshold: 8
+//!   for: 1m
+//!   score_field: vibration_score
+//! ```
+//!
+//! Every reading goes on, with the score in `score_field`, so sinks and
+//! other operators can use it; alert episodes fire when the score passes
+//! `threshold` for `for` and resolve below `clear_below`. The normal
+//! (exponentially weighted, time-aware, O(1) per reading) learns only
+//! from readings that do not look anomalous, so a fault does not become
+//! the new normal. See the README for what each method catches and misses.
+
+use super::alerting::{Rule, message_reads};
+use super::template::Template;
+use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
+use crate::config::{ConfigError, Duration, Spanned};
+use crate::event::{AlertState, Event, FieldId, Severity, Value};
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    field: Spanned<String>,
+    #[serde(default)]
+    method: Method,
+    /// A numeric field the normal level follows (a load): the reading is
+    /// scored by how far it is from what that field predicts.
+    explain: Option<Spanned<String>>,
+    /// A field naming the operating regime: one normal per value.
+    by: Option<Spanned<String>>,
+    #[serde(default = "default_memory")]
+    memory: Spanned<Duration>,
+    #[serde(default = "default_warmup")]
+    warmup: Duration,
+    threshold: Option<f64>,
+    clear_below: Option<f64>,
+    #[serde(default, rename = "for")]
+    hold: Duration,
+    #[serde(default)]
+    direction: Direction,
+    #[serde(default = "default_score_field")]
+    score_field: String,
+    #[serde(default = "default_severity")]
+    severity: Severity,
+    message: Option<Spanned<Template>>,
+}
+
+/// How a reading is scored against the normal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Distance from the weighted mean in weighted standard deviations.
+    #[default]
+    Zscore,
+    /// An EWMA control chart: the smoothed reading's distance from the
+    /// mean, in the smoothed series' own standard deviations.
+    Ewma,
+    /// Distance from a running median in running MADs: robust to the
+    /// outliers that inflate a standard deviation.
+    Mad,
+    /// Cumulative sum of standardized deviations beyond half a standard
+    /// deviation: small persistent shifts add up.
+    Cusum,
+}
+
+impl Method {
+    fn default_threshold(self) -> f64 {
+        match self {
+            Method::Zscore | Method::Ewma => 4.0,
+            Method::Mad => 5.0,
+            Method::Cusum => 10.0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Both,
+    Up,
+    Down,
+}
+
+fn default_memory() -> Spanned<Duration> {
+    Spanned {
+        value: Duration(3_600_000),
+        loc: Default::default(),
+    }
+}
+
+fn default_warmup() -> Duration {
+    Duration(1_800_000)
+}
+
+fn default_score_field() -> String {
+    "score".into()
+}
+
+fn default_severity() -> Severity {
+    Severity::Warning
+}
+
+/// Placeholders the anomaly fills in besides the built-ins.
+const OWN_VARS: &[&str] = &["score", "expected"];
+/// Readings a normal needs besides `warmup`.
+const MIN_READINGS: u32 = 30;
+/// Regimes kept per key; readings of further regimes are not scored.
+const MAX_REGIMES: usize = 16;
+/// Smoothing of the EWMA chart.
+const LAMBDA: f64 = 0.25;
+/// CUSUM's allowance, in standard deviations.
+const CUSUM_K: f64 = 0.5;
+/// Most standard deviations one reading adds to an EWMA or a CUSUM.
+const CLAMP: f64 = 4.0;
+
+impl Config {
+    fn message(&self) -> Template {
+        if let Some(m) = &self.message {
+            return m.value.clone();
+        }
+        let text = format!(
+            "{{key}} {} is anomalous (score {{score:.1}}, expected {{expected:.2}})",
+            self.field.value
+        );
+        Template::parse(&text)
+            .unwrap_or_else(|_| Template::parse("{key}: {value}").expect("literal"))
+    }
+
+    fn threshold(&self) -> f64 {
+        self.threshold.unwrap_or(self.method.default_threshold())
+    }
+}
+
+impl OperatorSpec for Config {
+    fn reads(&self) -> Vec<FieldRef> {
+        let named = [Some(&self.field), self.explain.as_ref(), self.by.as_ref()];
+        let mut reads: Vec<FieldRef> = named
+            .into_iter()
+            .flatten()
+            .map(|f| FieldRef {
+                name: f.value.clone(),
+                loc: f.loc,
+            })
+            .collect();
+        if let Some(m) = &self.message {
+            reads.extend(message_reads(&m.value, OWN_VARS, m.loc));
+        }
+        reads
+    }
+
+    fn emits(&self) -> Emits {
+        Emits::Events {
+            keeps_input: true,
+            adds: vec![self.score_field.clone()],
+        }
+    }
+
+    fn alerts(&self) -> bool {
+        true
+    }
+
+    fn check(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if self.memory.value.ms() <= 0 {
+            problems.push(ConfigError::at(self.memory.loc, "must be longer than 0"));
+        }
+        let (threshold, clear) = (self.threshold(), self.clear_below);
+        if threshold <= 0.0 || clear.is_some_and(|c| c < 0.0 || c > threshold) {
+            let message = "`threshold` must be above 0, and `clear_below` between 0 and it";
+            problems.push(ConfigError::at(self.field.loc, message));
+        }
+        problems
+    }
+
+    fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
+        let threshold = self.threshold();
+        Keyed::boxed(Anomaly {
+            rule: Rule::new(ctx, self.severity, &self.message(), OWN_VARS),
+            field: ctx.numeric_field(&self.field),
+            explain: self.explain.as_ref().map(|f| ctx.numeric_field(f)),
+            by: self.by.as_ref().map(|f| ctx.field(f)),
+            score_field: ctx.field(&self.score_field),
+            method: self.method,
+            memory_ms: self.memory.value.ms() as f64,
+            warmup_ms: self.warmup.ms(),
+            threshold,
+            clear: self.clear_below.unwrap_or(threshold / 2.0),
+            hold_ms: self.hold.ms(),
+            direction: self.direction,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Anomaly {
+    rule: Rule,
+    field: FieldId,
+    explain: Option<FieldId>,
+    by: Option<FieldId>,
+    score_field: FieldId,
+    method: Method,
+    memory_ms: f64,
+    warmup_ms: i64,
+    threshold: f64,
+    clear: f64,
+    hold_ms: i64,
+    direction: Direction,
+}
+
+/// One key's normals (one per regime) and where it is in an episode.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    regimes: Vec<(CompactString, Normal)>,
+    episode: Episode,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+enum Episode {
+    #[default]
+    Normal,
+    Pending {
+        since: i64,
+    },
+    Firing {
+        since: i64,
+    },
+}
+
+/// What is normal for one key in one regime: exponentially weighted
+/// statistics of the value (or of its residual from `explain`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Normal {
+    readings: u32,
+    first: i64,
+    last: i64,
+    mean: f64,
+    var: f64,
+    ewma: f64,
+    median: f64,
+    mad: f64,
+    cusum_up: f64,
+    cusum_down: f64,
+    /// Weighted means of the explaining field, the value, and their
+    /// products, for the least-squares line value = a + b * explaining.
+    ex: f64,
+    ey: f64,
+    exx: f64,
+    exy: f64,
+}
+
+impl Normal {
+    /// The value's expected level given the explaining field.
+    fn expected(&self, z: Option<f64>) -> f64 {
+        match z {
+            Some(z) => {
+                let var_z = self.exx - self.ex * self.ex;
+                let slope = match var_z > 1e-12 {
+                    true => (self.exy - self.ex * self.ey) / var_z,
+                    false => 0.0,
+                };
+                self.ey + slope * (z - self.ex)
+            }
+            None => self.ey,
+        }
+    }
+
+    /// Weight of a new reading `dt` ms after the last: time-aware, and a
+    /// plain average while there are few readings.
+    fn weight(&self, dt: f64, memory_ms: f64) -> f64 {
+        let w = 1.0 - (-dt.max(1.0) / memory_ms).exp();
+        w.max(1.0 / f64::from(self.readings + 1))
+    }
+
+    /// Scores residual `r`, then advances the running statistics that the
+    /// method keeps between readings (EWMA, CUSUM).
+    fn score(&mut self, method: Method, r: f64) -> f64 {
+        let sd = self.var.sqrt().max(1e-9);
+        let z = (r - self.mean) / sd;
+        // The accumulating methods take at most CLAMP deviations from one
+        // reading: a lone wild reading must not carry them past the
+        // threshold, a shift keeps adding.
+        let z_in = z.clamp(-CLAMP, CLAMP);
+        match method {
+            Method::Zscore => z,
+            Method::Ewma => {
+                self.ewma = LAMBDA * z_in + (1.0 - LAMBDA) * self.ewma;
+                self.ewma / (LAMBDA / (2.0 - LAMBDA)).sqrt()
+            }
+            Method::Mad => (r - self.median) / (1.4826 * self.mad).max(1e-9),
+            Method::Cusum => {
+                self.cusum_up = (self.cusum_up + z_in - CUSUM_K).max(0.0);
+                self.cusum_down = (self.cusum_down - z_in - CUSUM_K).max(0.0);
+                match self.cusum_up >= self.cusum_down {
+                    true => self.cusum_up,
+                    false => -self.cusum_down,
+                }
+            }
+        }
+    }
+
+    /// Learns from a reading judged normal.
+    fn learn(&mut self, x: f64, z: Option<f64>, r: f64, w: f64) {
+        let d = r - self.mean;
+        self.mean += w * d;
+        self.var = (1.0 - w) * (self.var + w * d * d);
+        let step = w * self.mad.max(1e-3);
+        self.median += step * (r - self.median).signum();
+        self.mad += w * ((r - self.median).abs() - self.mad);
+        let z = z.unwrap_or(0.0);
+        self.ex += w * (z - self.ex);
+        self.ey += w * (x - self.ey);
+        self.exx += w * (z * z - self.exx);
+        self.exy += w * (z * x - self.exy);
+    }
+}
+
+impl Anomaly {
+    /// The regime's normal, added if new (up to [`MAX_REGIMES`]).
+    fn normal<'s>(&self, state: &'s mut State, event: &Event) -> Option<&'s mut Normal> {
+        let regime: CompactString = match self.by.and_then(|id| event.get(id)) {
+            Some(Value::Str(s)) => s.clone(),
+            Some(Value::Num(n)) => compact_str::format_compact!("{n}"),
+            Some(Value::Bool(b)) => compact_str::format_compact!("{b}"),
+            None => CompactString::default(),
+        };
+        let at = match state.regimes.iter().position(|(r, _)| *r == regime) {
+            Some(at) => at,
+            None if state.regimes.len() < MAX_REGIMES => {
+                state.regimes.push((regime, Normal::default()));
+                state.regimes.len() - 1
+            }
+            None => return None,
+        };
+        Some(&mut state.regimes[at].1)
+    }
+
+    fn beyond(&self, score: f64, level: f64) -> bool {
+        match self.direction {
+            Direction::Up => score > level,
+            Direction::Down => score < -level,
+            Direction::Both => score.abs() > level,
+        }
+    }
+
+    /// Moves the episode on with this reading's score.
+    fn judge(
+        &self,
+        episode: Episode,
+        event: &Event,
+        score: f64,
+        expected: f64,
+        out: &mut Emitter,
+    ) -> Episode {
+        let t = event.time;
+        let emit = |state, since, out: &mut Emitter| {
+            let vars = [
+                ("score", Value::Num(score)),
+                ("expected", Value::Num(expected)),
+            ];
+            let value = event.num(self.field).unwrap_or(f64::NAN);
+            out.alert(self.rule.alert(state, event, since, value, &vars));
+        };
+        let next = match episode {
+            Episode::Normal | Episode::Pending { .. } if !self.beyond(score, self.threshold) => {
+                Episode::Normal
+            }
+            Episode::Normal => Episode::Pending { since: t },
+            Episode::Firing { since } if !self.beyond(score, self.clear) => {
+                emit(AlertState::Resolved, since, out);
+                Episode::Normal
+            }
+            other => other,
+        };
+        match next {
+            Episode::Pending { since } if t - since >= self.hold_ms => {
+                emit(AlertState::Firing, since, out);
+                Episode::Firing { since }
+            }
+            other => other,
+        }
+    }
+}
+
+impl Operator for Anomaly {
+    type State = State;
+
+    fn on_event(&self, state: &mut State, event: &Event, out: &mut Emitter) {
+        let Some(x) = event.num(self.field) else {
+            return out.pass();
+        };
+        let z = match self.explain {
+            Some(id) => match event.num(id) {
+                Some(z) => Some(z),
+                None => return out.pass(),
+            },
+            None => None,
+        };
+        let (episode, method) = (state.episode, self.method);
+        let Some(normal) = self.normal(state, event) else {
+            return out.pass();
+        };
+        let t = event.time;
+        if normal.readings == 0 {
+            normal.first = t;
+            normal.last = t;
+        }
+        let w = normal.weight((t - normal.last) as f64, self.memory_ms);
+        let expected = normal.expected(z);
+        let r = x - expected;
+        let warm = normal.readings >= MIN_READINGS && t - normal.first >= self.warmup_ms;
+        let score = match warm {
+            true => normal.score(method, r),
+            false => 0.0,
+        };
+        // The normal learns only from what looks normal, so a fault does
+        // not become the new normal; CUSUM's own sums say so sooner.
+        let looks_normal =
+            !warm || !self.beyond(score, self.clear) && !self.beyond(r_z(normal, r), 3.0);
+        if looks_normal {
+            normal.learn(x, z, r, w);
+            normal.readings = normal.readings.saturating_add(1);
+        }
+        normal.last = t;
+        let mut scored = event.clone();
+        scored.set(self.score_field, Value::Num(score));
+        out.event(scored);
+        if warm {
+            state.episode = self.judge(episode, event, score, expected, out);
+        }
+    }
+}
+
+/// The residual's plain z-score, whatever the method.
+fn r_z(normal: &Normal, r: f64) -> f64 {
+    (r - normal.mean) / normal.var.sqrt().max(1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{Harness, alerts};
+    use crate::event::{AlertState, Value};
+
+    const STEP: i64 = 10_000;
+    const HOUR: f64 = 3_600_000.0;
+
+    /// A deterministic stand-in for Gaussian noise with standard
+    /// deviation about 1 (sum of uniforms).
+    fn noise(i: i64) -> f64 {
+        let mut h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut sum = 0.0;
+        for _ in 0..4 {
+            h ^= h >> 29;
+            h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            sum += (h >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+        }
+        sum * 1.7
+    }
+
+    /// Feeds `hours` of readings every 10 s: `f(i, t)` gives the fields at
+    /// reading `i`, time `t` ms. Returns the firing alerts' times (hours).
+    fn firings(
+        config: &str,
+        hours: f64,
+        f: impl Fn(i64, f64) -> Vec<(&'static str, Value)>,
+    ) -> Vec<f64> {
+        let mut h = Harness::new("anomaly", config);
+        let mut fired = Vec::new();
+        for i in 0..(hours * HOUR / STEP as f64) as i64 {
+            let t = i * STEP;
+            for a in alerts(h.push("m1", t, &f(i, t as f64))) {
+                if a.state == AlertState::Firing {
+                    fired.push(a.event_time as f64 / HOUR);
+                }
+            }
+        }
+        fired
+    }
+
+    fn num(v: f64) -> Value {
+        Value::Num(v)
+    }
+
+    /// 10 + noise, plus `extra(hours)`.
+    fn signal(extra: impl Fn(f64) -> f64) -> impl Fn(i64, f64) -> Vec<(&'static str, Value)> {
+        move |i, t| vec![("v", num(10.0 + noise(i) + extra(t / HOUR)))]
+    }
+
+    const METHODS: [&str; 4] = ["zscore", "ewma", "mad", "cusum"];
+
+    fn config(method: &str, extra: &str) -> String {
+        format!("field: v\nmethod: {method}\nfor: 1m\n{extra}")
+    }
+
+    #[test]
+    fn every_method_catches_a_step_soon_after_it() {
+        for method in METHODS {
+            let fired = firings(
+                &config(method, ""),
+                3.0,
+                signal(|h| if h > 2.0 { 8.0 } else { 0.0 }),
+            );
+            let first = fired.first().copied().unwrap_or(f64::NAN);
+            assert!((2.0..2.1).contains(&first), "{method}: {fired:?}");
+        }
+    }
+
+    #[test]
+    fn no_method_fires_on_noise_a_lone_spike_or_a_slow_daily_cycle() {
+        let quiet = |h: f64| {
+            let spike = if (1.5..1.5 + 1.0 / 360.0).contains(&h) {
+                30.0
+            } else {
+                0.0
+            };
+            spike + 3.0 * (std::f64::consts::TAU * h / 24.0).sin()
+        };
+        for method in METHODS {
+            let fired = firings(&config(method, ""), 6.0, signal(quiet));
+            assert!(fired.is_empty(), "{method}: {fired:?}");
+        }
+    }
+
+    #[test]
+    fn cusum_catches_a_slow_drift_sooner_than_a_zscore() {
+        // +1.5 standard deviations an hour from hour 1.
+        let drift = |h: f64| if h > 1.0 { 1.5 * (h - 1.0) } else { 0.0 };
+        let cusum = firings(&config("cusum", ""), 6.0, signal(drift));
+        let zscore = firings(&config("zscore", ""), 6.0, signal(drift));
+        let first = |f: &[f64]| f.first().copied().unwrap_or(f64::INFINITY);
+        assert!(first(&cusum) < 2.5, "cusum {cusum:?}");
+        assert!(
+            first(&cusum) < first(&zscore),
+            "cusum {cusum:?}, zscore {zscore:?}"
+        );
+    }
+
+    #[test]
+    fn a_variance_change_shows_in_the_zscore() {
+        let wild = |i: i64, t: f64| {
+            let scale = if t / HOUR > 2.0 { 6.0 } else { 1.0 };
+            vec![("v", num(10.0 + scale * noise(i)))]
+        };
+        let fired = firings("field: v\nmethod: zscore\n", 3.0, wild);
+        assert!(
+            fired.first().is_some_and(|&h| h > 2.0 && h < 2.1),
+            "{fired:?}"
+        );
+    }
+
+    #[test]
+    fn regimes_keep_their_own_normal() {
+        // Idle at 2, running at 10, switching every 20 minutes.
+        let modes = |i: i64, t: f64| {
+            let running = (t / HOUR * 3.0) as i64 % 2 == 1;
+            let (mode, level) = if running {
+                ("running", 10.0)
+            } else {
+                ("idle", 2.0)
+            };
+            vec![
+                ("v", num(level + 0.3 * noise(i))),
+                ("mode", Value::Str(mode.into())),
+            ]
+        };
+        let by_mode = firings(&config("zscore", "by: mode\nwarmup: 10m\n"), 4.0, modes);
+        assert!(by_mode.is_empty(), "{by_mode:?}");
+        let pooled = firings(&config("zscore", "warmup: 10m\n"), 4.0, modes);
+        assert!(
+            !pooled.is_empty(),
+            "a shared normal should fire at mode changes"
+        );
+    }
+
+    #[test]
+    fn an_explaining_field_separates_load_from_fault() {
+        // Vibration follows load; from hour 3 the bearing adds 30%.
+        let machine = |i: i64, t: f64| {
+            let h = t / HOUR;
+            let load = 0.4 + 0.6 * ((h * 2.0) as i64 % 3) as f64 / 2.0;
+            let wear = if h > 3.0 { 1.3 } else { 1.0 };
+            let vibration = (1.2 + 1.2 * load) * wear * (1.0 + 0.02 * noise(i));
+            let power = (20.0 + 40.0 * load) * (1.0 + 0.01 * noise(i + 7));
+            vec![("vib", num(vibration)), ("power", num(power))]
+        };
+        // The normal must have seen the loads it is to explain.
+        let cfg = "field: vib\nmethod: cusum\nexplain: power\nwarmup: 2h\nfor: 1m\n";
+        let fired = firings(cfg, 5.0, machine);
+        assert!(
+            fired.first().is_some_and(|&h| h > 3.0 && h < 3.5),
+            "{fired:?}"
+        );
+        let blind = firings("field: vib\nmethod: zscore\nfor: 1m\n", 3.0, machine);
+        assert!(
+            !blind.is_empty(),
+            "without `explain` load changes look anomalous"
+        );
+    }
+
+    #[test]
+    fn every_reading_goes_on_with_its_score() {
+        let mut h = Harness::new("anomaly", "field: v\nscore_field: v_score\nwarmup: 0s\n");
+        let score = h.field("v_score");
+        let mut scores = Vec::new();
+        for i in 0..40 {
+            let outputs = h.push("m1", i * STEP, &[("v", num(10.0 + noise(i)))]);
+            let events = super::super::test_support::events(outputs);
+            assert_eq!(events.len(), 1);
+            scores.push(events[0].num(score).expect("a score"));
+        }
+        assert!(
+            scores[..30].iter().all(|&s| s == 0.0),
+            "no score while warming up"
+        );
+        assert!(scores[30..].iter().all(|&s| s.abs() < 4.0 && s != 0.0));
+    }
+}
