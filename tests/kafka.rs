@@ -223,6 +223,16 @@ fn wait_until_seen(dirs: &[&Path], n: u64) -> bool {
     wait_for(Duration::from_secs(60), || seen_in(dirs).len() as u64 >= n)
 }
 
+/// Writes the test pipeline for group `g`, with `change` (from, to)
+/// applied, and runs floe on it until it has its partitions.
+fn start_floe(dir: &Path, brokers: &str, change: (&str, &str), log: &str) -> Floe {
+    let pipeline = kafka_pipeline(brokers, "telemetry", "g", "");
+    write(dir, "p.yaml", pipeline.replace(change.0, change.1));
+    let floe = Floe::run(dir, log, &["run", "p.yaml"]);
+    floe.wait_for_log("assigned telemetry/0");
+    floe
+}
+
 fn alert_ids(path: &Path) -> Vec<String> {
     let mut ids: Vec<String> = json_lines(path)
         .iter()
@@ -324,18 +334,10 @@ fn a_restart_after_a_crash_resumes_from_the_committed_offsets() {
     let brokers = cluster.bootstrap_servers();
     let n = 30_000;
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = kafka_pipeline(&brokers, "telemetry", "g", "");
-    write(
-        dir.path(),
-        "p.yaml",
-        pipeline.replace("key: device", "key: record.key"),
-    );
-    let first = Floe::run(dir.path(), "first.log", &["run", "p.yaml"]);
-    first.wait_for_log("assigned telemetry/0");
+    let change = ("key: device", "key: record.key");
+    let first = start_floe(dir.path(), &brokers, change, "first.log");
     let producing = produce_paced(&brokers, "telemetry", 0..n, 6_000);
-    assert!(wait_for(Duration::from_secs(30), || seen_in(&[dir.path()])
-        .len()
-        > 8_000));
+    assert!(wait_until_seen(&[dir.path()], 8_000));
     // SIGKILL: no draining, no last commit; what was read after the last
     // commit is read again.
     let log = first.kill();
@@ -401,18 +403,10 @@ fn a_broker_away_mid_stream_loses_nothing_read() {
     let brokers = cluster.bootstrap_servers();
     let n = 30_000;
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = kafka_pipeline(&brokers, "telemetry", "g", "");
-    write(
-        dir.path(),
-        "p.yaml",
-        pipeline.replace("time: ts", "time: record.timestamp"),
-    );
-    let floe = Floe::run(dir.path(), "floe.log", &["run", "p.yaml"]);
-    floe.wait_for_log("assigned telemetry/0");
+    let change = ("time: ts", "time: record.timestamp");
+    let floe = start_floe(dir.path(), &brokers, change, "floe.log");
     let producing = produce_paced(&brokers, "telemetry", 0..n, 6_000);
-    assert!(wait_for(Duration::from_secs(30), || seen_in(&[dir.path()])
-        .len()
-        > 6_000));
+    assert!(wait_until_seen(&[dir.path()], 6_000));
     cluster.broker_down(1).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     cluster.broker_up(1).unwrap();

@@ -32,6 +32,16 @@ pub struct Spanned<T> {
     pub loc: Loc,
 }
 
+impl<T> Spanned<T> {
+    /// A value with no place in a file: a default.
+    pub fn unplaced(value: T) -> Self {
+        Spanned {
+            value,
+            loc: Loc::default(),
+        }
+    }
+}
+
 impl<T> std::ops::Deref for Spanned<T> {
     type Target = T;
     fn deref(&self) -> &T {

@@ -3,7 +3,7 @@
 
 use super::template::{BUILT_INS, Template};
 use super::{BuildContext, FieldRef};
-use crate::config::Loc;
+use crate::config::{Loc, Spanned};
 use crate::event::{Alert, AlertState, Event, FieldId, Severity, Value, time};
 use std::sync::Arc;
 
@@ -82,6 +82,23 @@ fn message_fields<'a>(
     message
         .vars()
         .filter(move |v| !BUILT_INS.contains(v) && !own_vars.contains(v))
+}
+
+/// What an alerting operator on one field reads: the field, and the fields
+/// its message names.
+pub fn field_and_message_reads(
+    field: &Spanned<String>,
+    message: Option<&Spanned<Template>>,
+    own_vars: &[&str],
+) -> Vec<FieldRef> {
+    let mut reads = vec![FieldRef {
+        name: field.value.clone(),
+        loc: field.loc,
+    }];
+    if let Some(m) = message {
+        reads.extend(message_reads(&m.value, own_vars, m.loc));
+    }
+    reads
 }
 
 /// The fields a message reads, for validation.

@@ -97,10 +97,7 @@ pub enum Direction {
 }
 
 fn default_memory() -> Spanned<Duration> {
-    Spanned {
-        value: Duration(3_600_000),
-        loc: Default::default(),
-    }
+    Spanned::unplaced(Duration(3_600_000))
 }
 
 fn default_warmup() -> Duration {

@@ -31,7 +31,7 @@
 //! slowly blocking filter). Misses: sudden steps (a threshold's job), and
 //! drifts that only speed up late: Holt extrapolates a straight line.
 
-use super::alerting::{Rule, message_reads};
+use super::alerting::{Rule, field_and_message_reads};
 use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
@@ -72,17 +72,11 @@ pub enum Direction {
 }
 
 fn default_smoothing() -> Spanned<Duration> {
-    Spanned {
-        value: Duration(60_000),
-        loc: Default::default(),
-    }
+    Spanned::unplaced(Duration(60_000))
 }
 
 fn default_trend_smoothing() -> Spanned<Duration> {
-    Spanned {
-        value: Duration(120_000),
-        loc: Default::default(),
-    }
+    Spanned::unplaced(Duration(120_000))
 }
 
 fn default_gap() -> Duration {
@@ -121,14 +115,7 @@ impl Config {
 
 impl OperatorSpec for Config {
     fn reads(&self) -> Vec<FieldRef> {
-        let mut reads = vec![FieldRef {
-            name: self.field.value.clone(),
-            loc: self.field.loc,
-        }];
-        if let Some(m) = &self.message {
-            reads.extend(message_reads(&m.value, OWN_VARS, m.loc));
-        }
-        reads
+        field_and_message_reads(&self.field, self.message.as_ref(), OWN_VARS)
     }
 
     fn emits(&self) -> Emits {

@@ -17,7 +17,7 @@
 //! clear level. A reading that ends the excursion before `for` has passed
 //! (a spike) gives nothing.
 
-use super::alerting::{Rule, message_reads};
+use super::alerting::{Rule, field_and_message_reads};
 use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
@@ -87,14 +87,7 @@ impl Config {
 
 impl OperatorSpec for Config {
     fn reads(&self) -> Vec<FieldRef> {
-        let mut reads = vec![FieldRef {
-            name: self.field.value.clone(),
-            loc: self.field.loc,
-        }];
-        if let Some(m) = &self.message {
-            reads.extend(message_reads(&m.value, OWN_VARS, m.loc));
-        }
-        reads
+        field_and_message_reads(&self.field, self.message.as_ref(), OWN_VARS)
     }
 
     fn emits(&self) -> Emits {
