@@ -419,7 +419,13 @@ impl Operator for Anomaly {
         let w = normal.weight((t - normal.last) as f64, self.memory_ms);
         let expected = normal.expected(z);
         let r = x - expected;
-        let warm = normal.readings >= MIN_READINGS && t - normal.first >= self.warmup_ms;
+        // The line is trusted only where it was learned: a load more than 3
+        // standard deviations from those seen is learned, not scored.
+        let known = z.is_none_or(|z| {
+            let sd = (normal.exx - normal.ex * normal.ex).max(0.0).sqrt();
+            (z - normal.ex).abs() <= 3.0 * sd
+        });
+        let warm = known && normal.readings >= MIN_READINGS && t - normal.first >= self.warmup_ms;
         let score = match warm {
             true => normal.score(method, r),
             false => 0.0,
@@ -606,6 +612,20 @@ mod tests {
             !blind.is_empty(),
             "without `explain` load changes look anomalous"
         );
+    }
+
+    #[test]
+    fn a_load_never_seen_is_learned_not_scored() {
+        // Two hours at one load, then another: the line learned from one
+        // load cannot say what the second one means.
+        let machine = |i: i64, t: f64| {
+            let load = if t / HOUR < 2.0 { 0.5 } else { 0.9 };
+            let vibration = (1.2 + 1.2 * load) * (1.0 + 0.02 * noise(i));
+            let power = (20.0 + 40.0 * load) * (1.0 + 0.01 * noise(i + 7));
+            vec![("vib", num(vibration)), ("power", num(power))]
+        };
+        let cfg = "field: vib\nmethod: zscore\nexplain: power\nwarmup: 1h\nfor: 1m\n";
+        assert_eq!(firings(cfg, 4.0, machine), [] as [f64; 0]);
     }
 
     #[test]
