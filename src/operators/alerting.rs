@@ -5,6 +5,7 @@ use super::template::{BUILT_INS, Template};
 use super::{BuildContext, FieldRef};
 use crate::config::{Loc, Spanned};
 use crate::event::{Alert, AlertState, Event, FieldId, Severity, Value, time};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// An alerting operator's identity and wording, ready to make alerts.
@@ -82,6 +83,49 @@ fn message_fields<'a>(
     message
         .vars()
         .filter(move |v| !BUILT_INS.contains(v) && !own_vars.contains(v))
+}
+
+/// Where one key is in an alert episode with a hold time and a separate
+/// clear level: the state machine of `threshold` and `anomaly`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub enum Episode {
+    #[default]
+    Normal,
+    /// The condition holds since `since`, not yet for long enough.
+    Pending { since: i64 },
+    /// Firing; the episode began at `since`.
+    Firing { since: i64 },
+}
+
+impl Episode {
+    /// Moves on with a reading at `t`: `breached` when the condition holds,
+    /// `cleared` when the value is back past the clear level. `emit` raises
+    /// an alert with the episode's start.
+    pub fn step(
+        self,
+        t: i64,
+        breached: bool,
+        cleared: bool,
+        hold_ms: i64,
+        mut emit: impl FnMut(AlertState, i64),
+    ) -> Episode {
+        let next = match self {
+            Episode::Normal | Episode::Pending { .. } if !breached => Episode::Normal,
+            Episode::Normal => Episode::Pending { since: t },
+            Episode::Firing { since } if cleared => {
+                emit(AlertState::Resolved, since);
+                Episode::Normal
+            }
+            other => other,
+        };
+        match next {
+            Episode::Pending { since } if t - since >= hold_ms => {
+                emit(AlertState::Firing, since);
+                Episode::Firing { since }
+            }
+            other => other,
+        }
+    }
 }
 
 /// What an alerting operator on one field reads: the field, and the fields

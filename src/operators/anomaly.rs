@@ -23,11 +23,11 @@
 //! from readings that do not look anomalous, so a fault does not become
 //! the new normal. See the README for what each method catches and misses.
 
-use super::alerting::{Rule, message_reads};
+use super::alerting::{Episode, Rule, message_reads};
 use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
-use crate::event::{AlertState, Event, FieldId, Severity, Value};
+use crate::event::{Event, FieldId, Severity, Value};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
@@ -226,18 +226,6 @@ pub struct State {
     episode: Episode,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-enum Episode {
-    #[default]
-    Normal,
-    Pending {
-        since: i64,
-    },
-    Firing {
-        since: i64,
-    },
-}
-
 /// What is normal for one key in one regime: exponentially weighted
 /// statistics of the value (or of its residual from `explain`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -372,24 +360,13 @@ impl Anomaly {
             let value = event.num(self.field).unwrap_or(f64::NAN);
             out.alert(self.rule.alert(state, event, since, value, &vars));
         };
-        let next = match episode {
-            Episode::Normal | Episode::Pending { .. } if !self.beyond(score, self.threshold) => {
-                Episode::Normal
-            }
-            Episode::Normal => Episode::Pending { since: t },
-            Episode::Firing { since } if !self.beyond(score, self.clear) => {
-                emit(AlertState::Resolved, since, out);
-                Episode::Normal
-            }
-            other => other,
-        };
-        match next {
-            Episode::Pending { since } if t - since >= self.hold_ms => {
-                emit(AlertState::Firing, since, out);
-                Episode::Firing { since }
-            }
-            other => other,
-        }
+        let (breached, cleared) = (
+            self.beyond(score, self.threshold),
+            !self.beyond(score, self.clear),
+        );
+        episode.step(t, breached, cleared, self.hold_ms, |state, since| {
+            emit(state, since, out)
+        })
     }
 }
 

@@ -17,12 +17,12 @@
 //! clear level. A reading that ends the excursion before `for` has passed
 //! (a spike) gives nothing.
 
-use super::alerting::{Rule, field_and_message_reads};
+use super::alerting::{Episode, Rule, field_and_message_reads};
 use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
 use crate::event::{AlertState, Event, FieldId, Severity, Value};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,17 +144,6 @@ pub struct Threshold {
     hold_ms: i64,
 }
 
-/// Where one key is in an episode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub enum State {
-    #[default]
-    Normal,
-    /// Past the limit since `since`, not yet for long enough.
-    Pending { since: i64 },
-    /// Firing; the episode began at `since`.
-    Firing { since: i64 },
-}
-
 impl Threshold {
     fn breached(&self, v: f64) -> bool {
         if self.above {
@@ -179,32 +168,20 @@ impl Threshold {
 }
 
 impl Operator for Threshold {
-    type State = State;
+    type State = Episode;
 
-    fn on_event(&self, state: &mut State, event: &Event, out: &mut Emitter) {
+    fn on_event(&self, state: &mut Episode, event: &Event, out: &mut Emitter) {
         let Some(v) = event.num(self.field) else {
             return;
         };
-        let t = event.time;
-        *state = match *state {
-            State::Normal | State::Pending { .. } if !self.breached(v) => State::Normal,
-            State::Normal => State::Pending { since: t },
-            s @ State::Firing { since } => {
-                if self.cleared(v) {
-                    self.emit(AlertState::Resolved, event, since, v, out);
-                    State::Normal
-                } else {
-                    s
-                }
-            }
-            s @ State::Pending { .. } => s,
-        };
-        if let State::Pending { since } = *state
-            && t - since >= self.hold_ms
-        {
-            self.emit(AlertState::Firing, event, since, v, out);
-            *state = State::Firing { since };
-        }
+        let (breached, cleared) = (self.breached(v), self.cleared(v));
+        *state = state.step(
+            event.time,
+            breached,
+            cleared,
+            self.hold_ms,
+            |alert, since| self.emit(alert, event, since, v, out),
+        );
     }
 }
 
