@@ -11,6 +11,15 @@ use floe::sources::{BoxFuture, Ingest, Source, SourceError};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
+/// Writes `yaml` as dir/p.yaml and opens the pipeline's sources and sinks,
+/// for a test to replace some of them.
+fn opened(dir: &std::path::Path, yaml: &str) -> (Pipeline, Io) {
+    let path = support::write(dir, "p.yaml", yaml);
+    let pipeline = Pipeline::load(&path).unwrap();
+    let io = Io::open(&pipeline).unwrap();
+    (pipeline, io)
+}
+
 /// A sink that takes its time over every batch and remembers every line.
 struct Slow {
     lines: Arc<Mutex<Vec<String>>>,
@@ -61,9 +70,7 @@ sources:
 sinks:
   slow: {type: stdout, inputs: [trucks]}
 "#;
-    let path = support::write(dir.path(), "p.yaml", yaml);
-    let pipeline = Pipeline::load(&path).unwrap();
-    let mut io = Io::open(&pipeline).unwrap();
+    let (pipeline, mut io) = opened(dir.path(), yaml);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let peak = Arc::new(Mutex::new(0));
     io.sinks[0].1 = Box::new(Slow {
@@ -141,9 +148,7 @@ sinks:
   slow: {type: stdout, inputs: [trucks]}
 "#;
     // The file source is opened, then replaced by the marking one.
-    let path = support::write(dir.path(), "p.yaml", yaml);
-    let pipeline = Pipeline::load(&path).unwrap();
-    let mut io = Io::open(&pipeline).unwrap();
+    let (pipeline, mut io) = opened(dir.path(), yaml);
     // One reading a minute from each of three trucks for ten minutes: the
     // last minute of each stays held back for ordering.
     let lines: Vec<String> = (0..30)

@@ -39,7 +39,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -206,7 +206,6 @@ impl KafkaSource {
             brokers: self.connection.brokers.clone(),
             start: self.start,
             partitions: Vec::new(),
-            index: HashMap::new(),
             in_flight: VecDeque::new(),
             last_mark: Instant::now(),
             commit_interval: self.commit_interval,
@@ -355,7 +354,6 @@ struct Reader {
     start: Start,
     /// Partitions by the index events carry as `origin.partition`.
     partitions: Vec<Partition>,
-    index: HashMap<(String, i32), u32>,
     /// Marks sent and not yet settled, with each partition's `next` then.
     in_flight: VecDeque<(u64, Vec<(u32, i64)>)>,
     last_mark: Instant,
@@ -366,8 +364,12 @@ struct Reader {
 
 impl Reader {
     fn index_of(&mut self, topic: &str, partition: i32) -> u32 {
-        if let Some(&i) = self.index.get(&(topic.to_string(), partition)) {
-            return i;
+        // A scan, not a map keyed by an owned topic name: that would
+        // allocate per record, and a consumer has few partitions.
+        let known =
+            (self.partitions.iter()).position(|p| p.partition == partition && p.topic == topic);
+        if let Some(i) = known {
+            return i as u32;
         }
         let i = self.partitions.len() as u32;
         self.partitions.push(Partition {
@@ -380,7 +382,6 @@ impl Reader {
             high: -1,
             event_time: None,
         });
-        self.index.insert((topic.to_string(), partition), i);
         i
     }
 
