@@ -16,7 +16,10 @@
 //! ```
 //!
 //! A case passes when the alerts raised are exactly the expected ones, in
-//! any order (`event_time` is checked when given).
+//! any order (`event_time` is checked when given). A case too long to
+//! write out (hours of readings for a detector that learns) takes a
+//! source's records from a JSON-lines file beside the pipeline:
+//! `inputs: {machines: {file: data/factory-sample.jsonl}}`.
 
 use crate::config::{Pipeline, Spanned};
 use crate::event::{AlertState, time};
@@ -25,6 +28,7 @@ use crate::sinks::{Batch, Sink, SinkError};
 use crate::sources::{BoxFuture, Ingest, Source, SourceError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -32,9 +36,10 @@ use tokio::sync::mpsc;
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
     pub name: Spanned<String>,
-    /// Events per source id, each a record as the source would receive it.
+    /// Records per source id, as the source would receive them: a list,
+    /// or `{file: PATH}` (see [`records`]).
     #[serde(default)]
-    pub inputs: BTreeMap<String, Spanned<Vec<serde_json::Value>>>,
+    pub inputs: BTreeMap<String, Spanned<serde_json::Value>>,
     /// The alerts the case must raise; none when empty.
     #[serde(default)]
     pub expect: Vec<Expected>,
@@ -97,15 +102,16 @@ pub async fn run_case(pipeline: &Pipeline, case: &TestCase) -> Outcome {
     plan.flow.live = false;
     let alerts = Arc::new(Mutex::new(Vec::new()));
     let rejected = Arc::new(Mutex::new(Vec::new()));
+    let mut failures = Vec::new();
     let sources = pipeline
         .sources
         .iter()
         .map(|s| {
-            let records = case
-                .inputs
-                .get(&s.id)
-                .map(|r| r.value.clone())
-                .unwrap_or_default();
+            let input = case.inputs.get(&s.id).map(|r| records(&r.value, pipeline));
+            let records = input.unwrap_or(Ok(Vec::new())).unwrap_or_else(|e| {
+                failures.push(e);
+                Vec::new()
+            });
             Box::new(MemorySource { records }) as Box<dyn Source>
         })
         .collect();
@@ -118,7 +124,6 @@ pub async fn run_case(pipeline: &Pipeline, case: &TestCase) -> Outcome {
         dead_letter: Box::new(Collect(rejected.clone())),
     };
     let options = Options { workers: 1 };
-    let mut failures = Vec::new();
     if let Err(e) = runtime::run(plan, io, &options, Shutdown::default()).await {
         failures.push(format!("the pipeline failed: {e}"));
     }
@@ -135,6 +140,42 @@ pub async fn run_case(pipeline: &Pipeline, case: &TestCase) -> Outcome {
         name: case.name.value.clone(),
         failures,
     }
+}
+
+/// A test input's records: a list of them, or `{file: PATH}`, a file of
+/// JSON lines (PATH relative to the pipeline file). The file is read when
+/// the case runs, so a pipeline deployed without its test data still loads.
+pub fn records(
+    input: &serde_json::Value,
+    pipeline: &Pipeline,
+) -> Result<Vec<serde_json::Value>, String> {
+    match recording(input)? {
+        Some(path) => read_lines(&pipeline.resolve(Path::new(path))),
+        None => Ok(input.as_array().cloned().unwrap_or_default()),
+    }
+}
+
+/// The file a test input names, if it names one; an error if the input is
+/// neither a list nor `{file: PATH}`.
+pub fn recording(input: &serde_json::Value) -> Result<Option<&str>, String> {
+    let file = input.get("file").and_then(serde_json::Value::as_str);
+    match (input, file) {
+        (serde_json::Value::Array(_), _) => Ok(None),
+        (serde_json::Value::Object(o), Some(path)) if o.len() == 1 => Ok(Some(path)),
+        _ => Err("a test input is a list of records, or `{file: PATH}` (JSON lines)".into()),
+    }
+}
+
+fn read_lines(path: &Path) -> Result<Vec<serde_json::Value>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
 }
 
 fn take(lines: &Mutex<Vec<String>>) -> Vec<String> {

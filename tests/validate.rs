@@ -102,7 +102,21 @@ tests:
         - {device: t1, ts: "2026-11-23T10:00:00Z", temperature_c: 5.0}
     expect:
       - {rule: too_warm, key: t1, state: firing, event_time: "2026-11-23T10:00:00Z"}
+  - name: reads a recording
+    inputs:
+      trucks: {file: data/warm.jsonl}
+    expect:
+      - {rule: too_warm, key: t2, state: firing}
+  - name: reads a recording that is not there
+    inputs:
+      trucks: {file: data/gone.jsonl}
 "#,
+    );
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    support::write(
+        &dir.path().join("data"),
+        "warm.jsonl",
+        "{\"device\": \"t2\", \"ts\": \"2026-11-23T10:00:00Z\", \"temperature_c\": 6.0}\n",
     );
     let out = run_in(dir.path(), &["test", "p.yaml"]);
     let text = stdout(&out);
@@ -116,5 +130,7 @@ tests:
         "{text}"
     );
     assert!(text.contains("ok    p.yaml: passes"), "{text}");
-    assert!(text.contains("1 passed, 1 failed"), "{text}");
+    assert!(text.contains("ok    p.yaml: reads a recording"), "{text}");
+    assert!(text.contains("cannot read data/gone.jsonl"), "{text}");
+    assert!(text.contains("2 passed, 2 failed"), "{text}");
 }

@@ -46,6 +46,13 @@ pub struct Config {
     memory: Spanned<Duration>,
     #[serde(default = "default_warmup")]
     warmup: Duration,
+    /// How long the explaining field must stay at a level never seen
+    /// before the line learns it.
+    #[serde(default = "default_new_level_after")]
+    new_level_after: Duration,
+    /// Time constant of the `ewma` chart.
+    #[serde(default = "default_smoothing")]
+    smoothing: Spanned<Duration>,
     threshold: Option<f64>,
     clear_below: Option<f64>,
     #[serde(default, rename = "for")]
@@ -104,6 +111,14 @@ fn default_warmup() -> Duration {
     Duration(1_800_000)
 }
 
+fn default_new_level_after() -> Duration {
+    Duration(300_000)
+}
+
+fn default_smoothing() -> Spanned<Duration> {
+    Spanned::unplaced(Duration(30_000))
+}
+
 fn default_score_field() -> String {
     "score".into()
 }
@@ -118,8 +133,8 @@ const OWN_VARS: &[&str] = &["score", "expected"];
 const MIN_READINGS: u32 = 30;
 /// Regimes kept per key; readings of further regimes are not scored.
 const MAX_REGIMES: usize = 16;
-/// Smoothing of the EWMA chart.
-const LAMBDA: f64 = 0.25;
+/// Weight of a reading in the explaining field's level now.
+const Z_NOW: f64 = 0.2;
 /// CUSUM's allowance, in standard deviations.
 const CUSUM_K: f64 = 0.5;
 /// Most standard deviations one reading adds to an EWMA or a CUSUM.
@@ -173,8 +188,10 @@ impl OperatorSpec for Config {
 
     fn check(&self) -> Vec<ConfigError> {
         let mut problems = Vec::new();
-        if self.memory.value.ms() <= 0 {
-            problems.push(ConfigError::at(self.memory.loc, "must be longer than 0"));
+        for d in [&self.memory, &self.smoothing] {
+            if d.value.ms() <= 0 {
+                problems.push(ConfigError::at(d.loc, "must be longer than 0"));
+            }
         }
         let (threshold, clear) = (self.threshold(), self.clear_below);
         if threshold <= 0.0 || clear.is_some_and(|c| c < 0.0 || c > threshold) {
@@ -194,6 +211,8 @@ impl OperatorSpec for Config {
             score_field: ctx.field(&self.score_field),
             method: self.method,
             memory_ms: self.memory.value.ms() as f64,
+            smoothing_ms: self.smoothing.value.ms() as f64,
+            new_level_ms: self.new_level_after.ms(),
             warmup_ms: self.warmup.ms(),
             threshold,
             clear: self.clear_below.unwrap_or(threshold / 2.0),
@@ -212,6 +231,8 @@ pub struct Anomaly {
     score_field: FieldId,
     method: Method,
     memory_ms: f64,
+    smoothing_ms: f64,
+    new_level_ms: i64,
     warmup_ms: i64,
     threshold: f64,
     clear: f64,
@@ -231,11 +252,16 @@ pub struct State {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Normal {
     readings: u32,
+    /// How many readings the normal remembers: each learned one adds 1,
+    /// and the sum decays with time.
+    mass: f64,
     first: i64,
     last: i64,
     mean: f64,
     var: f64,
     ewma: f64,
+    /// Learned variance of `ewma` in normal operation.
+    ewma_var: f64,
     median: f64,
     mad: f64,
     cusum_up: f64,
@@ -246,34 +272,89 @@ struct Normal {
     ey: f64,
     exx: f64,
     exy: f64,
+    /// The explaining field's own reading noise (half the weighted mean
+    /// squared difference of successive readings), and its last reading.
+    ez_noise: f64,
+    last_z: f64,
+    /// The explaining field now: a short average of its last readings, so
+    /// a change of load shows within a few readings and noise does not.
+    z_now: f64,
+    /// Since when the explaining field has been at a level the line was
+    /// not learned at, and that level.
+    new_level: Option<(i64, f64)>,
 }
 
 impl Normal {
     /// The value's expected level given the explaining field.
     fn expected(&self, z: Option<f64>) -> f64 {
         match z {
-            Some(z) => {
-                let var_z = self.exx - self.ex * self.ex;
-                let slope = match var_z > 1e-12 {
-                    true => (self.exy - self.ex * self.ey) / var_z,
-                    false => 0.0,
-                };
-                self.ey + slope * (z - self.ex)
-            }
+            Some(z) => self.ey + self.slope() * (z - self.ex),
             None => self.ey,
         }
     }
 
-    /// Weight of a new reading `dt` ms after the last: time-aware, and a
-    /// plain average while there are few readings.
-    fn weight(&self, dt: f64, memory_ms: f64) -> f64 {
-        let w = 1.0 - (-dt.max(1.0) / memory_ms).exp();
-        w.max(1.0 / f64::from(self.readings + 1))
+    /// The explaining field's learned variance, and the part of it that
+    /// is reading noise rather than changes of load.
+    fn spread(&self) -> (f64, f64) {
+        let var = (self.exx - self.ex * self.ex).max(0.0);
+        (var, self.ez_noise.min(var))
+    }
+
+    fn slope(&self) -> f64 {
+        let (var, noise) = self.spread();
+        // Noise in the explaining readings flattens a least-squares line
+        // (regression dilution): divide by the variance of the load itself,
+        // though by no less than half that of the readings while the load
+        // has barely varied.
+        let load_var = (var - noise).max(var / 2.0);
+        match load_var > 1e-12 {
+            true => (self.exy - self.ex * self.ey) / load_var,
+            false => 0.0,
+        }
+    }
+
+    /// Follows the explaining field with reading `z` at `t`, and says
+    /// whether the line was learned near its level now: within 3 standard
+    /// deviations of the loads seen, widened by what noise remains in the
+    /// average. With a single load seen, the line is flat and holds only
+    /// there.
+    fn follow_load(&mut self, z: f64, t: i64) -> bool {
+        if self.readings == 0 {
+            self.z_now = z;
+        }
+        self.z_now += Z_NOW * (z - self.z_now);
+        let (var, noise) = self.spread();
+        let noise_now = (noise * Z_NOW / (2.0 - Z_NOW)).sqrt();
+        let known = (self.z_now - self.ex).abs() <= 3.0 * ((var - noise).sqrt() + noise_now);
+        // Once at a level never seen, the clock runs while the field stays
+        // there, even if noise takes it back into the known range a moment.
+        self.new_level = match self.new_level.filter(|&(_, level)| self.stays_at(level)) {
+            None if !known => Some((t, self.z_now)),
+            other => other,
+        };
+        known
+    }
+
+    /// How long the explaining field has been at a level never seen.
+    fn new_level_for(&self, t: i64) -> i64 {
+        self.new_level.map_or(0, |(since, _)| t - since)
+    }
+
+    /// Whether the explaining field is still at `level`, within its
+    /// reading noise: a surge that moves it further is not the same load.
+    fn stays_at(&self, level: f64) -> bool {
+        (self.z_now - level).abs() <= 3.0 * self.spread().1.sqrt()
+    }
+
+    /// Forgets with the time since the last reading.
+    fn age(&mut self, dt: f64, memory_ms: f64) {
+        self.mass *= (-dt.max(0.0) / memory_ms).exp();
     }
 
     /// Scores residual `r`, then advances the running statistics that the
-    /// method keeps between readings (EWMA, CUSUM).
-    fn score(&mut self, method: Method, r: f64) -> f64 {
+    /// method keeps between readings (EWMA, CUSUM). `lambda` is the EWMA's
+    /// weight of this reading.
+    fn score(&mut self, method: Method, r: f64, lambda: f64) -> f64 {
         let sd = self.var.sqrt().max(1e-9);
         let z = (r - self.mean) / sd;
         // The accumulating methods take at most CLAMP deviations from one
@@ -283,8 +364,12 @@ impl Normal {
         match method {
             Method::Zscore => z,
             Method::Ewma => {
-                self.ewma = LAMBDA * z_in + (1.0 - LAMBDA) * self.ewma;
-                self.ewma / (LAMBDA / (2.0 - LAMBDA)).sqrt()
+                self.ewma = lambda * z_in + (1.0 - lambda) * self.ewma;
+                // In the chart's own learned spread: readings that are not
+                // independent, or a line that fits loads unevenly, make it
+                // wander more than independent noise would; never less.
+                let independent = lambda / (2.0 - lambda);
+                self.ewma / self.ewma_var.max(independent).sqrt()
             }
             Method::Mad => (r - self.median) / (1.4826 * self.mad).max(1e-9),
             Method::Cusum => {
@@ -299,14 +384,32 @@ impl Normal {
     }
 
     /// Learns from a reading judged normal.
-    fn learn(&mut self, x: f64, z: Option<f64>, r: f64, w: f64) {
+    /// Learns a reading as one more of those remembered, so a reading after
+    /// a gap (an idle machine, filtered out) does not outweigh the hours
+    /// before it, and the first readings make a plain average.
+    fn learn(&mut self, x: f64, z: Option<f64>, r: f64) {
+        self.mass += 1.0;
+        let w = 1.0 / self.mass;
         let d = r - self.mean;
         self.mean += w * d;
         self.var = (1.0 - w) * (self.var + w * d * d);
+        self.ewma_var += w * (self.ewma * self.ewma - self.ewma_var);
         let step = w * self.mad.max(1e-3);
         self.median += step * (r - self.median).signum();
         self.mad += w * ((r - self.median).abs() - self.mad);
         let z = z.unwrap_or(0.0);
+        if self.readings > 0 {
+            // A change of load is one big step among many small ones: cap
+            // its share once the noise is known.
+            let step = (z - self.last_z).powi(2) / 2.0;
+            let cap = if self.readings > 10 {
+                9.0 * self.ez_noise
+            } else {
+                step
+            };
+            self.ez_noise += w * (step.min(cap) - self.ez_noise);
+        }
+        self.last_z = z;
         self.ex += w * (z - self.ex);
         self.ey += w * (x - self.ey);
         self.exx += w * (z * z - self.exx);
@@ -377,50 +480,83 @@ impl Operator for Anomaly {
         let Some(x) = event.num(self.field) else {
             return out.pass();
         };
-        let z = match self.explain {
-            Some(id) => match event.num(id) {
-                Some(z) => Some(z),
-                None => return out.pass(),
-            },
+        let z = match self.explain.map(|id| event.num(id)) {
+            Some(None) => return out.pass(),
+            Some(z) => z,
             None => None,
         };
-        let (episode, method) = (state.episode, self.method);
+        let episode = state.episode;
         let Some(normal) = self.normal(state, event) else {
             return out.pass();
         };
         let t = event.time;
+        let reading = self.read(normal, x, z, t);
+        let mut scored = event.clone();
+        scored.set(self.score_field, Value::Num(reading.score));
+        out.event(scored);
+        state.episode = match reading.judged {
+            Judged::Scored => self.judge(episode, event, reading.score, reading.expected, out),
+            // A reading the line cannot judge breaks a `for` in progress.
+            Judged::UnknownLoad => episode.step(t, false, false, self.hold_ms, |_, _| {}),
+            Judged::WarmingUp => episode,
+        };
+    }
+}
+
+/// What one reading did to a normal.
+struct Reading {
+    score: f64,
+    expected: f64,
+    judged: Judged,
+}
+
+enum Judged {
+    Scored,
+    WarmingUp,
+    /// The explaining field is at a level the line was not learned at.
+    UnknownLoad,
+}
+
+impl Anomaly {
+    /// Scores value `x` (explained by `z`) at time `t` against the normal,
+    /// and lets the normal learn from it if it looks normal.
+    fn read(&self, normal: &mut Normal, x: f64, z: Option<f64>, t: i64) -> Reading {
         if normal.readings == 0 {
             normal.first = t;
             normal.last = t;
         }
-        let w = normal.weight((t - normal.last) as f64, self.memory_ms);
+        let dt = (t - normal.last) as f64;
+        normal.age(dt, self.memory_ms);
+        normal.last = t;
         let expected = normal.expected(z);
         let r = x - expected;
-        // The line is trusted only where it was learned: a load more than 3
-        // standard deviations from those seen is learned, not scored.
-        let known = z.is_none_or(|z| {
-            let sd = (normal.exx - normal.ex * normal.ex).max(0.0).sqrt();
-            (z - normal.ex).abs() <= 3.0 * sd
-        });
-        let warm = known && normal.readings >= MIN_READINGS && t - normal.first >= self.warmup_ms;
-        let score = match warm {
-            true => normal.score(method, r),
-            false => 0.0,
+        let known = z.is_none_or(|z| normal.follow_load(z, t));
+        let ready = normal.readings >= MIN_READINGS && t - normal.first >= self.warmup_ms;
+        let (score, judged) = match (ready, known) {
+            (false, _) => (0.0, Judged::WarmingUp),
+            (true, false) => (0.0, Judged::UnknownLoad),
+            (true, true) => {
+                let lambda = 1.0 - (-dt.max(1.0) / self.smoothing_ms).exp();
+                (normal.score(self.method, r, lambda), Judged::Scored)
+            }
         };
         // The normal learns only from what looks normal, so a fault does
         // not become the new normal; CUSUM's own sums say so sooner.
-        let looks_normal =
-            !warm || !self.beyond(score, self.clear) && !self.beyond(r_z(normal, r), 3.0);
+        let looks_normal = match judged {
+            Judged::WarmingUp => true,
+            // A load never seen is learned once it has lasted a while: a
+            // fault that moves the explaining field (a surge) is not a load.
+            Judged::UnknownLoad => normal.new_level_for(t) >= self.new_level_ms,
+            Judged::Scored => score.abs() <= self.clear && r_z(normal, r).abs() <= 3.0,
+        };
         if looks_normal {
-            normal.learn(x, z, r, w);
+            normal.learn(x, z, r);
             normal.readings = normal.readings.saturating_add(1);
         }
-        normal.last = t;
-        let mut scored = event.clone();
-        scored.set(self.score_field, Value::Num(score));
-        out.event(scored);
-        if warm {
-            state.episode = self.judge(episode, event, score, expected, out);
+        Reading {
+            score,
+            expected,
+            judged,
         }
     }
 }
@@ -603,6 +739,39 @@ mod tests {
         };
         let cfg = "field: vib\nmethod: zscore\nexplain: power\nwarmup: 1h\nfor: 1m\n";
         assert_eq!(firings(cfg, 4.0, machine), [] as [f64; 0]);
+    }
+
+    #[test]
+    fn ewma_catches_a_shift_of_one_standard_deviation_that_zscore_misses() {
+        let shift = |h: f64| if h > 2.0 { 1.0 } else { 0.0 };
+        let ewma = firings(&config("ewma", "smoothing: 2m\n"), 3.0, signal(shift));
+        assert!(
+            ewma.first().is_some_and(|&h| h > 2.0 && h < 2.3),
+            "{ewma:?}"
+        );
+        let zscore = firings(&config("zscore", ""), 3.0, signal(shift));
+        assert!(zscore.is_empty(), "{zscore:?}");
+    }
+
+    #[test]
+    fn a_short_excursion_of_the_explaining_field_is_not_learned() {
+        // Loads alternate every 30 minutes; at hour 3.5, at the high load,
+        // the power surges for 3 minutes to a level never seen while the
+        // vibration stays (a power fault, not a load).
+        let machine = |i: i64, t: f64| {
+            let h = t / HOUR;
+            let load = if (h * 2.0) as i64 % 2 == 0 { 0.5 } else { 0.9 };
+            let surge = if (3.5..3.55).contains(&h) { 1.9 } else { 1.0 };
+            let vibration = (1.2 + 1.2 * load) * (1.0 + 0.02 * noise(i));
+            let power = (20.0 + 40.0 * load) * surge * (1.0 + 0.01 * noise(i + 7));
+            vec![("vib", num(vibration)), ("power", num(power))]
+        };
+        let cfg = "field: vib\nmethod: ewma\nsmoothing: 2m\nexplain: power\nwarmup: 2h\n\
+                   direction: up\nfor: 2m\n";
+        assert_eq!(firings(cfg, 6.0, machine), [] as [f64; 0]);
+        // Learning the surge as a load bends the line: the check above can fail.
+        let eager = format!("{cfg}new_level_after: 0s\n");
+        assert!(!firings(&eager, 6.0, machine).is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod anomaly;
 mod expr;
 pub mod filter;
 pub mod forecast;
+pub mod jump;
 pub mod rolling;
 pub mod template;
 pub mod threshold;
@@ -39,6 +40,7 @@ pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
         ("forecast", spec::<forecast::Config>),
         ("absence", spec::<absence::Config>),
         ("anomaly", spec::<anomaly::Config>),
+        ("jump", spec::<jump::Config>),
     ],
     planned: &[],
 };
