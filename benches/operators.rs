@@ -13,10 +13,13 @@ const EVENTS: usize = 1_000_000;
 const START: i64 = 1_795_428_000_000;
 
 /// Readings of `KEYS` trucks every 10 s, in time order, with a slow warm-up
-/// on one truck in fifty so thresholds and windows have work to do.
+/// on one truck in fifty so thresholds and windows have work to do, a load
+/// that changes every half hour, and a position driving north.
 fn events(schema: &floe::event::Schema) -> Vec<Event> {
-    // A pipeline that does not read the temperature gets keyed readings.
+    // A pipeline gets only the fields it reads, as from a real decoder.
     let temp = schema.id("temperature_c");
+    let load = schema.id("load");
+    let (lat, lon) = (schema.id("lat"), schema.id("lon"));
     (0..EVENTS)
         .map(|i| {
             let (key, step) = (i % KEYS, (i / KEYS) as i64);
@@ -31,6 +34,17 @@ fn events(schema: &floe::event::Schema) -> Vec<Event> {
             };
             if let Some(temp) = temp {
                 e.set(temp, Value::Num(2.0 + drift + (i % 7) as f64 * 0.05));
+            }
+            if let Some(load) = load {
+                let level = (step / 180 + key as i64) % 6;
+                e.set(
+                    load,
+                    Value::Num(0.4 + 0.1 * level as f64 + (i % 5) as f64 * 0.01),
+                );
+            }
+            if let (Some(lat), Some(lon)) = (lat, lon) {
+                e.set(lat, Value::Num(52.0 + step as f64 * 0.0025));
+                e.set(lon, Value::Num(5.0 + key as f64 * 0.0001));
             }
             e
         })
@@ -115,8 +129,12 @@ fn detection(c: &mut Criterion) {
             "odd: {type: anomaly, inputs: [trucks], field: temperature_c, warmup: 5m}",
         ),
         (
-            "anomaly_cusum_explain_10k_keys",
-            "odd: {type: anomaly, inputs: [trucks], field: temperature_c, method: cusum, explain: temperature_c, warmup: 5m}",
+            "anomaly_ewma_explain_10k_keys",
+            "odd: {type: anomaly, inputs: [trucks], field: temperature_c, method: ewma, explain: load, warmup: 5m}",
+        ),
+        (
+            "jump_10k_keys",
+            "gps_jump: {type: jump, inputs: [trucks], max_speed_kmh: 250}",
         ),
         (
             "absence_10k_keys",

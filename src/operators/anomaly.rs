@@ -352,9 +352,9 @@ impl Normal {
     }
 
     /// Scores residual `r`, then advances the running statistics that the
-    /// method keeps between readings (EWMA, CUSUM). `lambda` is the EWMA's
-    /// weight of this reading.
-    fn score(&mut self, method: Method, r: f64, lambda: f64) -> f64 {
+    /// method keeps between readings (EWMA, CUSUM). `smoothing` is the
+    /// share of the time constant since the last reading (for the EWMA).
+    fn score(&mut self, method: Method, r: f64, smoothing: f64) -> f64 {
         let sd = self.var.sqrt().max(1e-9);
         let z = (r - self.mean) / sd;
         // The accumulating methods take at most CLAMP deviations from one
@@ -364,6 +364,7 @@ impl Normal {
         match method {
             Method::Zscore => z,
             Method::Ewma => {
+                let lambda = 1.0 - (-smoothing).exp();
                 self.ewma = lambda * z_in + (1.0 - lambda) * self.ewma;
                 // In the chart's own learned spread: readings that are not
                 // independent, or a line that fits loads unevenly, make it
@@ -536,8 +537,8 @@ impl Anomaly {
             (false, _) => (0.0, Judged::WarmingUp),
             (true, false) => (0.0, Judged::UnknownLoad),
             (true, true) => {
-                let lambda = 1.0 - (-dt.max(1.0) / self.smoothing_ms).exp();
-                (normal.score(self.method, r, lambda), Judged::Scored)
+                let smoothing = dt.max(1.0) / self.smoothing_ms;
+                (normal.score(self.method, r, smoothing), Judged::Scored)
             }
         };
         // The normal learns only from what looks normal, so a fault does
