@@ -17,7 +17,7 @@
 //! the episode (with that reading's time, which may be older when a device
 //! sends a backlog after a gap).
 
-use super::alerting::{Rule, message_reads};
+use super::alerting::{Rule, fields_and_message_reads};
 use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
@@ -52,10 +52,7 @@ impl Config {
 
 impl OperatorSpec for Config {
     fn reads(&self) -> Vec<FieldRef> {
-        match &self.message {
-            Some(m) => message_reads(&m.value, OWN_VARS, m.loc),
-            None => Vec::new(),
-        }
+        fields_and_message_reads(&[], self.message.as_ref(), OWN_VARS)
     }
 
     fn emits(&self) -> Emits {

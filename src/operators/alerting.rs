@@ -128,17 +128,20 @@ impl Episode {
     }
 }
 
-/// What an alerting operator on one field reads: the field, and the fields
+/// What an alerting operator reads: the fields it names, and the fields
 /// its message names.
-pub fn field_and_message_reads(
-    field: &Spanned<String>,
+pub fn fields_and_message_reads(
+    fields: &[&Spanned<String>],
     message: Option<&Spanned<Template>>,
     own_vars: &[&str],
 ) -> Vec<FieldRef> {
-    let mut reads = vec![FieldRef {
-        name: field.value.clone(),
-        loc: field.loc,
-    }];
+    let mut reads: Vec<FieldRef> = fields
+        .iter()
+        .map(|f| FieldRef {
+            name: f.value.clone(),
+            loc: f.loc,
+        })
+        .collect();
     if let Some(m) = message {
         reads.extend(message_reads(&m.value, own_vars, m.loc));
     }
@@ -146,7 +149,7 @@ pub fn field_and_message_reads(
 }
 
 /// The fields a message reads, for validation.
-pub fn message_reads(message: &Template, own_vars: &[&str], loc: Loc) -> Vec<FieldRef> {
+fn message_reads(message: &Template, own_vars: &[&str], loc: Loc) -> Vec<FieldRef> {
     message_fields(message, own_vars)
         .map(|name| FieldRef {
             name: name.to_string(),

@@ -23,7 +23,7 @@
 //! from readings that do not look anomalous, so a fault does not become
 //! the new normal. See the README for what each method catches and misses.
 
-use super::alerting::{Episode, Rule, message_reads};
+use super::alerting::{Episode, Rule, fields_and_message_reads};
 use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
@@ -161,18 +161,8 @@ impl Config {
 impl OperatorSpec for Config {
     fn reads(&self) -> Vec<FieldRef> {
         let named = [Some(&self.field), self.explain.as_ref(), self.by.as_ref()];
-        let mut reads: Vec<FieldRef> = named
-            .into_iter()
-            .flatten()
-            .map(|f| FieldRef {
-                name: f.value.clone(),
-                loc: f.loc,
-            })
-            .collect();
-        if let Some(m) = &self.message {
-            reads.extend(message_reads(&m.value, OWN_VARS, m.loc));
-        }
-        reads
+        let fields: Vec<_> = named.into_iter().flatten().collect();
+        fields_and_message_reads(&fields, self.message.as_ref(), OWN_VARS)
     }
 
     fn emits(&self) -> Emits {

@@ -31,7 +31,7 @@
 //! slowly blocking filter). Misses: sudden steps (a threshold's job), and
 //! drifts that only speed up late: Holt extrapolates a straight line.
 
-use super::alerting::{Rule, field_and_message_reads};
+use super::alerting::{Rule, fields_and_message_reads};
 use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
@@ -115,7 +115,7 @@ impl Config {
 
 impl OperatorSpec for Config {
     fn reads(&self) -> Vec<FieldRef> {
-        field_and_message_reads(&self.field, self.message.as_ref(), OWN_VARS)
+        fields_and_message_reads(&[&self.field], self.message.as_ref(), OWN_VARS)
     }
 
     fn emits(&self) -> Emits {

@@ -18,7 +18,7 @@
 //! while it was silent is accepted once enough time has passed for the
 //! move to be possible at that speed.
 
-use super::alerting::{Rule, message_reads};
+use super::alerting::{Rule, fields_and_message_reads};
 use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Spanned};
@@ -71,17 +71,7 @@ impl Config {
 
 impl OperatorSpec for Config {
     fn reads(&self) -> Vec<FieldRef> {
-        let mut reads: Vec<FieldRef> = [&self.lat, &self.lon]
-            .into_iter()
-            .map(|f| FieldRef {
-                name: f.value.clone(),
-                loc: f.loc,
-            })
-            .collect();
-        if let Some(m) = &self.message {
-            reads.extend(message_reads(&m.value, OWN_VARS, m.loc));
-        }
-        reads
+        fields_and_message_reads(&[&self.lat, &self.lon], self.message.as_ref(), OWN_VARS)
     }
 
     fn emits(&self) -> Emits {

@@ -17,7 +17,7 @@
 //! clear level. A reading that ends the excursion before `for` has passed
 //! (a spike) gives nothing.
 
-use super::alerting::{Episode, Rule, field_and_message_reads};
+use super::alerting::{Episode, Rule, fields_and_message_reads};
 use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
@@ -87,7 +87,7 @@ impl Config {
 
 impl OperatorSpec for Config {
     fn reads(&self) -> Vec<FieldRef> {
-        field_and_message_reads(&self.field, self.message.as_ref(), OWN_VARS)
+        fields_and_message_reads(&[&self.field], self.message.as_ref(), OWN_VARS)
     }
 
     fn emits(&self) -> Emits {
