@@ -256,10 +256,20 @@ struct Normal {
     mad: f64,
     cusum_up: f64,
     cusum_down: f64,
-    /// Weighted means of the explaining field, the value, and their
-    /// products, for the least-squares line value = a + b * explaining.
-    ex: f64,
+    /// Weighted mean of the value.
     ey: f64,
+    /// With `explain`: the line the value follows. Boxed, so a normal
+    /// without one stays small (the state of every key is in memory).
+    line: Option<Box<Line>>,
+}
+
+/// The least-squares line value = a + b * explaining, and where the
+/// explaining field is now.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Line {
+    /// Weighted means of the explaining field, its square, and its product
+    /// with the value.
+    ex: f64,
     exx: f64,
     exy: f64,
     /// The explaining field's own reading noise (half the weighted mean
@@ -277,63 +287,20 @@ struct Normal {
 impl Normal {
     /// The value's expected level given the explaining field.
     fn expected(&self, z: Option<f64>) -> f64 {
-        match z {
-            Some(z) => self.ey + self.slope() * (z - self.ex),
-            None => self.ey,
+        match (z, &self.line) {
+            (Some(z), Some(line)) => self.ey + line.slope(self.ey) * (z - line.ex),
+            _ => self.ey,
         }
     }
 
-    /// The explaining field's learned variance, and the part of it that
-    /// is reading noise rather than changes of load.
-    fn spread(&self) -> (f64, f64) {
-        let var = (self.exx - self.ex * self.ex).max(0.0);
-        (var, self.ez_noise.min(var))
-    }
-
-    fn slope(&self) -> f64 {
-        let (var, noise) = self.spread();
-        // Noise in the explaining readings flattens a least-squares line
-        // (regression dilution): divide by the variance of the load itself,
-        // though by no less than half that of the readings while the load
-        // has barely varied.
-        let load_var = (var - noise).max(var / 2.0);
-        match load_var > 1e-12 {
-            true => (self.exy - self.ex * self.ey) / load_var,
-            false => 0.0,
-        }
-    }
-
-    /// Follows the explaining field with reading `z` at `t`, and says
-    /// whether the line was learned near its level now: within 3 standard
-    /// deviations of the loads seen, widened by what noise remains in the
-    /// average. With a single load seen, the line is flat and holds only
-    /// there.
-    fn follow_load(&mut self, z: f64, t: i64) -> bool {
-        if self.readings == 0 {
-            self.z_now = z;
-        }
-        self.z_now += Z_NOW * (z - self.z_now);
-        let (var, noise) = self.spread();
-        let noise_now = (noise * Z_NOW / (2.0 - Z_NOW)).sqrt();
-        let known = (self.z_now - self.ex).abs() <= 3.0 * ((var - noise).sqrt() + noise_now);
-        // Once at a level never seen, the clock runs while the field stays
-        // there, even if noise takes it back into the known range a moment.
-        self.new_level = match self.new_level.filter(|&(_, level)| self.stays_at(level)) {
-            None if !known => Some((t, self.z_now)),
-            other => other,
-        };
-        known
-    }
-
-    /// How long the explaining field has been at a level never seen.
-    fn new_level_for(&self, t: i64) -> i64 {
-        self.new_level.map_or(0, |(since, _)| t - since)
-    }
-
-    /// Whether the explaining field is still at `level`, within its
-    /// reading noise: a surge that moves it further is not the same load.
-    fn stays_at(&self, level: f64) -> bool {
-        (self.z_now - level).abs() <= 3.0 * self.spread().1.sqrt()
+    /// The line, started at explaining value `z` if there is none yet.
+    fn line(&mut self, z: f64) -> &mut Line {
+        self.line.get_or_insert_with(|| {
+            Box::new(Line {
+                z_now: z,
+                ..Line::default()
+            })
+        })
     }
 
     /// Forgets with the time since the last reading.
@@ -374,7 +341,6 @@ impl Normal {
         }
     }
 
-    /// Learns from a reading judged normal.
     /// Learns a reading as one more of those remembered, so a reading after
     /// a gap (an idle machine, filtered out) does not outweigh the hours
     /// before it, and the first readings make a plain average.
@@ -388,12 +354,73 @@ impl Normal {
         let step = w * self.mad.max(1e-3);
         self.median += step * (r - self.median).signum();
         self.mad += w * ((r - self.median).abs() - self.mad);
-        let z = z.unwrap_or(0.0);
-        if self.readings > 0 {
+        self.ey += w * (x - self.ey);
+        if let (Some(z), Some(line)) = (z, self.line.as_mut()) {
+            line.learn(x, z, w, self.readings);
+        }
+    }
+}
+
+impl Line {
+    /// The explaining field's learned variance, and the part of it that
+    /// is reading noise rather than changes of load.
+    fn spread(&self) -> (f64, f64) {
+        let var = (self.exx - self.ex * self.ex).max(0.0);
+        (var, self.ez_noise.min(var))
+    }
+
+    /// The slope, given the value's weighted mean `ey`.
+    fn slope(&self, ey: f64) -> f64 {
+        let (var, noise) = self.spread();
+        // Noise in the explaining readings flattens a least-squares line
+        // (regression dilution): divide by the variance of the load itself,
+        // though by no less than half that of the readings while the load
+        // has barely varied.
+        let load_var = (var - noise).max(var / 2.0);
+        match load_var > 1e-12 {
+            true => (self.exy - self.ex * ey) / load_var,
+            false => 0.0,
+        }
+    }
+
+    /// Follows the explaining field with reading `z` at `t`, and says
+    /// whether the line was learned near its level now: within 3 standard
+    /// deviations of the loads seen, widened by what noise remains in the
+    /// average. With a single load seen, the line is flat and holds only
+    /// there.
+    fn follow_load(&mut self, z: f64, t: i64) -> bool {
+        self.z_now += Z_NOW * (z - self.z_now);
+        let (var, noise) = self.spread();
+        let noise_now = (noise * Z_NOW / (2.0 - Z_NOW)).sqrt();
+        let known = (self.z_now - self.ex).abs() <= 3.0 * ((var - noise).sqrt() + noise_now);
+        // Once at a level never seen, the clock runs while the field stays
+        // there, even if noise takes it back into the known range a moment.
+        self.new_level = match self.new_level.filter(|&(_, level)| self.stays_at(level)) {
+            None if !known => Some((t, self.z_now)),
+            other => other,
+        };
+        known
+    }
+
+    /// How long the explaining field has been at a level never seen.
+    fn new_level_for(&self, t: i64) -> i64 {
+        self.new_level.map_or(0, |(since, _)| t - since)
+    }
+
+    /// Whether the explaining field is still at `level`, within its
+    /// reading noise: a surge that moves it further is not the same load.
+    fn stays_at(&self, level: f64) -> bool {
+        (self.z_now - level).abs() <= 3.0 * self.spread().1.sqrt()
+    }
+
+    /// Learns value `x` at explaining value `z` with weight `w`; `learned`
+    /// readings came before.
+    fn learn(&mut self, x: f64, z: f64, w: f64, learned: u32) {
+        if learned > 0 {
             // A change of load is one big step among many small ones: cap
             // its share once the noise is known.
             let step = (z - self.last_z).powi(2) / 2.0;
-            let cap = if self.readings > 10 {
+            let cap = if learned > 10 {
                 9.0 * self.ez_noise
             } else {
                 step
@@ -402,7 +429,6 @@ impl Normal {
         }
         self.last_z = z;
         self.ex += w * (z - self.ex);
-        self.ey += w * (x - self.ey);
         self.exx += w * (z * z - self.exx);
         self.exy += w * (z * x - self.exy);
     }
@@ -521,7 +547,7 @@ impl Anomaly {
         normal.last = t;
         let expected = normal.expected(z);
         let r = x - expected;
-        let known = z.is_none_or(|z| normal.follow_load(z, t));
+        let known = z.is_none_or(|z| normal.line(z).follow_load(z, t));
         let ready = normal.readings >= MIN_READINGS && t - normal.first >= self.warmup_ms;
         let (score, judged) = match (ready, known) {
             (false, _) => (0.0, Judged::WarmingUp),
@@ -537,7 +563,10 @@ impl Anomaly {
             Judged::WarmingUp => true,
             // A load never seen is learned once it has lasted a while: a
             // fault that moves the explaining field (a surge) is not a load.
-            Judged::UnknownLoad => normal.new_level_for(t) >= self.new_level_ms,
+            Judged::UnknownLoad => {
+                let at_level = normal.line.as_ref().map_or(0, |l| l.new_level_for(t));
+                at_level >= self.new_level_ms
+            }
             Judged::Scored => score.abs() <= self.clear && r_z(normal, r).abs() <= 3.0,
         };
         if looks_normal {
