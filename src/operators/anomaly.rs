@@ -4,24 +4,28 @@
 //! ```yaml
 //! bearing_wear:
 //!   type: anomaly
-//!   inputs: [running]
+//!   inputs: [steady]
 //!   field: vibration_rms
-//!   method: cusum        # zscore | ewma | mad | cusum
+//!   method: ewma         # zscore | ewma | mad | cusum
+//!   smoothing: 2m        # the ewma chart's time constant
 //!   explain: power_kw    # the normal level follows this field (load)
+//!   new_level_after: 5m  # a load never seen is learned once it lasts this
 //!   by: mode             # a separate normal per value of this field
-//!   memory: 1h           # how long the normal remembers
-//!   warmup: 30m          # no score until the normal has seen this much
-//!   threshold: 8
-//!   for: 1m
-//!   score_field: vibration_score
+//!   memory: 2h           # how long the normal remembers
+//!   warmup: 1h           # no score until the normal has seen this much
+//!   threshold: 12
+//!   for: 5m
+//!   score_field: wear_score
 //! ```
 //!
 //! Every reading goes on, with the score in `score_field`, so sinks and
 //! other operators can use it; alert episodes fire when the score passes
 //! `threshold` for `for` and resolve below `clear_below`. The normal
-//! (exponentially weighted, time-aware, O(1) per reading) learns only
+//! (exponentially weighted by count and age, O(1) per reading) learns only
 //! from readings that do not look anomalous, so a fault does not become
-//! the new normal. See the README for what each method catches and misses.
+//! the new normal. With `explain`, the line is trusted only at loads it
+//! has learned (see `Line`). The README tells what each method catches
+//! and misses.
 
 use super::alerting::{Episode, Rule, fields_and_message_reads};
 use super::template::Template;
