@@ -398,8 +398,11 @@ impl Line {
         let noise_now = (noise * Z_NOW / (2.0 - Z_NOW)).sqrt();
         let known = (self.z_now - self.ex).abs() <= 3.0 * ((var - noise).sqrt() + noise_now);
         // Once at a level never seen, the clock runs while the field stays
-        // there, even if noise takes it back into the known range a moment.
-        self.new_level = match self.new_level.filter(|&(_, level)| self.stays_at(level)) {
+        // there (within its reading noise), even if noise takes it back into
+        // the known range a moment; a surge that moves it further restarts it.
+        let z_now = self.z_now;
+        let stays = |&(_, level): &(i64, f64)| (z_now - level).abs() <= 3.0 * noise.sqrt();
+        self.new_level = match self.new_level.filter(stays) {
             None if !known => Some((t, self.z_now)),
             other => other,
         };
@@ -409,12 +412,6 @@ impl Line {
     /// How long the explaining field has been at a level never seen.
     fn new_level_for(&self, t: i64) -> i64 {
         self.new_level.map_or(0, |(since, _)| t - since)
-    }
-
-    /// Whether the explaining field is still at `level`, within its
-    /// reading noise: a surge that moves it further is not the same load.
-    fn stays_at(&self, level: f64) -> bool {
-        (self.z_now - level).abs() <= 3.0 * self.spread().1.sqrt()
     }
 
     /// Learns value `x` at explaining value `z` with weight `w`; `learned`
@@ -726,6 +723,14 @@ mod tests {
         );
     }
 
+    /// A press at `load` (0.4 to 1), its vibration times `wear` and its
+    /// power times `surge`: vibration follows power, both with noise.
+    fn press(i: i64, load: f64, wear: f64, surge: f64) -> Vec<(&'static str, Value)> {
+        let vibration = (1.2 + 1.2 * load) * wear * (1.0 + 0.02 * noise(i));
+        let power = (20.0 + 40.0 * load) * surge * (1.0 + 0.01 * noise(i + 7));
+        vec![("vib", num(vibration)), ("power", num(power))]
+    }
+
     #[test]
     fn an_explaining_field_separates_load_from_fault() {
         // Vibration follows load; from hour 3 the bearing adds 30%.
@@ -733,9 +738,7 @@ mod tests {
             let h = t / HOUR;
             let load = 0.4 + 0.6 * ((h * 2.0) as i64 % 3) as f64 / 2.0;
             let wear = if h > 3.0 { 1.3 } else { 1.0 };
-            let vibration = (1.2 + 1.2 * load) * wear * (1.0 + 0.02 * noise(i));
-            let power = (20.0 + 40.0 * load) * (1.0 + 0.01 * noise(i + 7));
-            vec![("vib", num(vibration)), ("power", num(power))]
+            press(i, load, wear, 1.0)
         };
         // The normal must have seen the loads it is to explain.
         let cfg = "field: vib\nmethod: cusum\nexplain: power\nwarmup: 2h\nfor: 1m\n";
@@ -757,9 +760,7 @@ mod tests {
         // load cannot say what the second one means.
         let machine = |i: i64, t: f64| {
             let load = if t / HOUR < 2.0 { 0.5 } else { 0.9 };
-            let vibration = (1.2 + 1.2 * load) * (1.0 + 0.02 * noise(i));
-            let power = (20.0 + 40.0 * load) * (1.0 + 0.01 * noise(i + 7));
-            vec![("vib", num(vibration)), ("power", num(power))]
+            press(i, load, 1.0, 1.0)
         };
         let cfg = "field: vib\nmethod: zscore\nexplain: power\nwarmup: 1h\nfor: 1m\n";
         assert_eq!(firings(cfg, 4.0, machine), [] as [f64; 0]);
@@ -786,9 +787,7 @@ mod tests {
             let h = t / HOUR;
             let load = if (h * 2.0) as i64 % 2 == 0 { 0.5 } else { 0.9 };
             let surge = if (3.5..3.55).contains(&h) { 1.9 } else { 1.0 };
-            let vibration = (1.2 + 1.2 * load) * (1.0 + 0.02 * noise(i));
-            let power = (20.0 + 40.0 * load) * surge * (1.0 + 0.01 * noise(i + 7));
-            vec![("vib", num(vibration)), ("power", num(power))]
+            press(i, load, 1.0, surge)
         };
         let cfg = "field: vib\nmethod: ewma\nsmoothing: 2m\nexplain: power\nwarmup: 2h\n\
                    direction: up\nfor: 2m\n";
