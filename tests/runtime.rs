@@ -5,9 +5,10 @@
 mod support;
 
 use floe::config::Pipeline;
+use floe::runtime::BoxFuture;
 use floe::runtime::{self, Io, Marks, Options, Plan, Settled, Shutdown};
 use floe::sinks::{Batch, Sink, SinkError};
-use floe::sources::{BoxFuture, Ingest, Source, SourceError};
+use floe::sources::{Ingest, Source, SourceError};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 

@@ -7,13 +7,14 @@
 
 use super::Failure;
 use crate::config::{Duration, Pipeline};
+use crate::pace::Pace;
+use crate::runtime::BoxFuture;
 use crate::runtime::{self, Io, Options, Plan, Shutdown, Snapshot};
 use crate::sim::Scenario;
 use crate::sim::run::Limit;
 use crate::sinks::{Batch, Sink, SinkError};
-use crate::sources::pace::Pace;
+use crate::sources::Source;
 use crate::sources::sim::SimSource;
-use crate::sources::{BoxFuture, Source};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use tokio::sync::mpsc;

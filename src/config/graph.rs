@@ -268,7 +268,7 @@ fn check_tests(
     let rules = || all.iter().filter(|c| c.alerts()).map(|c| c.id);
     for case in &p.tests {
         for (source, events) in &case.inputs {
-            if let Err(e) = crate::testing::recording(&events.value) {
+            if let Err(e) = super::test_case::recording(&events.value) {
                 let message = format!("test \"{}\": input \"{source}\": {e}", case.name.value);
                 errors.push(ConfigError::at(events.loc, message));
             }

@@ -10,6 +10,7 @@
 mod duration;
 mod error;
 mod graph;
+pub mod test_case;
 pub mod yaml;
 
 pub use duration::Duration;
@@ -20,9 +21,9 @@ use crate::event::decode::{KeySpec, TimeSpec};
 use crate::operators::OperatorSpec;
 use crate::sinks::SinkSpec;
 use crate::sources::{SourceCommon, SourceSpec};
-use crate::testing::TestCase;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use test_case::TestCase;
 
 /// A value with the position it was written at, for errors found after
 /// deserialization (an unknown input, a field no upstream produces).

@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod decode;
+pub mod template;
 pub mod time;
 
 use compact_str::CompactString;

@@ -6,8 +6,8 @@
 //! once (not once per retry), and adds up the time spent disconnected.
 
 use super::{EventLoop, Incoming, MqttError, PollError};
+use crate::rng::Rng;
 use crate::runtime::Shutdown;
-use crate::sim::rng::Rng;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 
 use crate::config::did_you_mean;
 use crate::event::Value;
-use crate::operators::template::Template;
+use crate::event::template::Template;
 use serde::Deserialize;
 
 /// A `topics:` option: at least one valid subscription filter.

@@ -18,9 +18,9 @@
 //! sends a backlog after a gap).
 
 use super::alerting::{Rule, fields_and_message_reads};
-use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
+use crate::event::template::Template;
 use crate::event::{AlertState, Event, Key, Severity, Value, time};
 use serde::{Deserialize, Serialize};
 

@@ -1,9 +1,9 @@
 //! What every alerting operator shares: turning a state change of a
 //! condition into an [`Alert`] with its message.
 
-use super::template::{BUILT_INS, Template};
 use super::{BuildContext, FieldRef};
 use crate::config::{Loc, Spanned};
+use crate::event::template::{BUILT_INS, Template};
 use crate::event::{Alert, AlertState, Event, FieldId, Severity, Value, time};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -28,9 +28,9 @@
 //! and misses.
 
 use super::alerting::{Episode, Rule, fields_and_message_reads};
-use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
+use crate::event::template::Template;
 use crate::event::{Event, FieldId, Severity, Value};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};

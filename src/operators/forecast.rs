@@ -32,9 +32,9 @@
 //! drifts that only speed up late: Holt extrapolates a straight line.
 
 use super::alerting::{Rule, fields_and_message_reads};
-use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
+use crate::event::template::Template;
 use crate::event::{AlertState, Event, FieldId, Severity, Value, time};
 use serde::{Deserialize, Serialize};
 

@@ -19,9 +19,9 @@
 //! move to be possible at that speed.
 
 use super::alerting::{Rule, fields_and_message_reads};
-use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Spanned};
+use crate::event::template::Template;
 use crate::event::{AlertState, Event, FieldId, Severity, Value};
 use serde::{Deserialize, Serialize};
 

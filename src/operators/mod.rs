@@ -19,7 +19,6 @@ pub mod filter;
 pub mod forecast;
 pub mod jump;
 pub mod rolling;
-pub mod template;
 pub mod threshold;
 pub mod window;
 

@@ -18,9 +18,9 @@
 //! (a spike) gives nothing.
 
 use super::alerting::{Episode, Rule, fields_and_message_reads};
-use super::template::Template;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
+use crate::event::template::Template;
 use crate::event::{AlertState, Event, FieldId, Severity, Value};
 use serde::Deserialize;
 

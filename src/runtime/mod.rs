@@ -11,6 +11,7 @@
 
 mod ack;
 mod dataflow;
+mod dead_letters;
 mod metrics;
 mod reorder;
 mod router;
@@ -19,19 +20,24 @@ mod worker;
 
 pub use ack::{Ack, Marks, Settled};
 pub use dataflow::{Dataflow, Plan};
+pub use dead_letters::DeadLetters;
 pub use metrics::{Metrics, Snapshot};
 pub use router::{BATCH, Router, WorkerMsg, worker_for};
 pub use shutdown::Shutdown;
 pub use worker::Core;
 
 use crate::config::{Context, Pipeline};
-use crate::sinks::dead_letter::{self, DeadLetters};
 use crate::sinks::{Sink, SinkError};
 use crate::sources::{Ingest, Source, SourceError};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use worker::Worker;
+
+/// What sources' and sinks' `run` return: a task the runtime spawns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Batches each channel holds before its sender waits.
 const CHANNEL_BATCHES: usize = 16;
@@ -92,7 +98,7 @@ impl Io {
             .collect::<Result<_, _>>()?;
         let dead_letter = match &p.dead_letter {
             Some(spec) => open_sink("dead_letter", spec.as_ref())?,
-            None => dead_letter::stderr_sink(),
+            None => dead_letters::stderr_sink(),
         };
         Ok(Io {
             sources,

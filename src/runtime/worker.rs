@@ -12,7 +12,7 @@ use super::reorder::Reorder;
 use super::router::WorkerMsg;
 use crate::event::{Event, Key, time};
 use crate::operators::{Emitter, KeyedOperator, Output};
-use crate::sinks::dead_letter::DeadLetters;
+use crate::runtime::DeadLetters;
 use crate::sinks::{Batch, Record};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;

@@ -20,10 +20,10 @@
 //! surge and power drop (a stall: power and speed collapse while running),
 //! sensor failure (the temperature sensor reports -999).
 
-use super::rng::Rng;
 use super::{FaultRate, Label, Messages, Model, Schedule, name_width};
 use crate::config::{ConfigError, Duration};
 use crate::event::time;
+use crate::rng::Rng;
 use serde::Deserialize;
 use std::fmt::Write;
 

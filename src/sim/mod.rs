@@ -14,7 +14,6 @@
 
 pub mod eval;
 pub mod factory;
-pub mod rng;
 pub mod run;
 pub mod trucks;
 
@@ -261,7 +260,7 @@ impl Scenario {
 pub struct DurationRange(pub i64, pub i64);
 
 impl DurationRange {
-    pub fn sample(&self, rng: &mut rng::Rng) -> i64 {
+    pub fn sample(&self, rng: &mut crate::rng::Rng) -> i64 {
         rng.between(self.0, self.1)
     }
 }
@@ -300,7 +299,7 @@ const DAY_MS: f64 = 86_400_000.0;
 
 impl FaultRate {
     /// When the next occurrence begins after `now`; never for a zero rate.
-    pub fn next_after(&self, now: i64, rng: &mut rng::Rng) -> i64 {
+    pub fn next_after(&self, now: i64, rng: &mut crate::rng::Rng) -> i64 {
         if self.per_day <= 0.0 {
             return i64::MAX;
         }
@@ -316,7 +315,7 @@ pub struct Schedule<const N: usize> {
 }
 
 impl<const N: usize> Schedule<N> {
-    pub fn new(rates: [Option<FaultRate>; N], from: i64, rng: &mut rng::Rng) -> Self {
+    pub fn new(rates: [Option<FaultRate>; N], from: i64, rng: &mut crate::rng::Rng) -> Self {
         Schedule {
             next: rates.map(|rate| rate.map_or(i64::MAX, |r| r.next_after(from, rng))),
         }
@@ -329,7 +328,7 @@ impl<const N: usize> Schedule<N> {
         &mut self,
         rates: [Option<FaultRate>; N],
         now: i64,
-        rng: &mut rng::Rng,
+        rng: &mut crate::rng::Rng,
         free: impl Fn(usize) -> bool,
     ) -> Option<(usize, i64)> {
         let (kind, &due) = self.next.iter().enumerate().min_by_key(|(_, t)| **t)?;

@@ -5,7 +5,7 @@
 //! the same everywhere.
 
 use super::{Label, Messages, Simulation};
-use crate::sources::pace::{Pace, Pacer, nap};
+use crate::pace::{Pace, Pacer, nap};
 
 /// Where simulated messages go.
 pub trait Output {

@@ -19,10 +19,10 @@
 //! drift toward ambient: chilled cargo crosses 4 C after tens of minutes.
 //! Ambient follows a daily cycle, coldest at 05:00.
 
-use super::rng::Rng;
 use super::{DurationRange, FaultRate, Label, Messages, Model, Schedule, name_width};
 use crate::config::{ConfigError, Duration};
 use crate::event::time;
+use crate::rng::Rng;
 use serde::Deserialize;
 use std::fmt::Write;
 

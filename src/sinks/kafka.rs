@@ -18,7 +18,7 @@
 use super::{Batch, Sink, SinkError, SinkSpec};
 use crate::config::Context;
 use crate::kafka::{Connection, Producer};
-use crate::sources::BoxFuture;
+use crate::runtime::BoxFuture;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use tokio::sync::mpsc;

@@ -5,7 +5,6 @@
 //! takes the component that produced it. A slow sink fills its channel and
 //! so slows the workers and, through them, the sources: nothing is dropped.
 
-pub mod dead_letter;
 pub mod file;
 pub mod kafka;
 pub mod mqtt;
@@ -14,7 +13,7 @@ pub mod stdout;
 use crate::config::{ConfigError, Context, Node, Registry, from_node};
 use crate::event::Key;
 use crate::runtime::Ack;
-use crate::sources::BoxFuture;
+use crate::runtime::BoxFuture;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::io::Write;

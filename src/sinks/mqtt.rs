@@ -19,7 +19,7 @@
 use super::{Batch, Sink, SinkError, SinkSpec};
 use crate::config::{ConfigError, Context, Node};
 use crate::mqtt::{self, Connection, Publisher, QoS, Qos, TopicTemplate};
-use crate::sources::BoxFuture;
+use crate::runtime::BoxFuture;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 

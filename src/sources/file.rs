@@ -14,10 +14,11 @@
 //! their line number; a line longer than `max_message_bytes` is skipped
 //! without being held in memory, and its first kilobyte is dead-lettered.
 
-use super::pace::{Pace, Pacer, nap};
-use super::{BoxFuture, Ingest, Source, SourceError, SourceSpec};
+use super::{Ingest, Source, SourceError, SourceSpec};
 use crate::config::{Context, Spanned};
 use crate::event::decode::{CsvHeader, DecodeError, Format};
+use crate::pace::{Pace, Pacer, nap};
+use crate::runtime::BoxFuture;
 use serde::Deserialize;
 use std::fs::File;
 use std::io::{BufRead, BufReader};

@@ -26,11 +26,12 @@
 //! and statistics callbacks from inside `poll`, on that thread, so the
 //! reader's state is never contended.
 
-use super::{BoxFuture, Carries, Ingest, Source, SourceError, SourceSpec};
+use super::{Carries, Ingest, Source, SourceError, SourceSpec};
 use crate::config::{Context, Duration as ConfigDuration};
 use crate::event::decode::{DecodeError, Envelope};
 use crate::event::time;
 use crate::kafka::{self, Connection};
+use crate::runtime::BoxFuture;
 use crate::runtime::{Marks, Settled};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};

@@ -8,7 +8,6 @@
 pub mod file;
 pub mod kafka;
 pub mod mqtt;
-pub mod pace;
 pub mod sim;
 
 use crate::config::{ConfigError, Context, Duration, Node, Registry, Spanned, from_node};
@@ -16,13 +15,10 @@ use crate::event::Event;
 use crate::event::decode::{
     DEFAULT_MAX_MESSAGE_BYTES, DecodeError, DecodeSpec, Decoder, KeySpec, TimeSpec,
 };
-use crate::runtime::{Ack, Metrics, Router, Shutdown};
-use crate::sinks::dead_letter::DeadLetters;
+use crate::runtime::{Ack, BoxFuture, DeadLetters, Metrics, Router, Shutdown};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 /// Every source type, by the name pipelines use in `type:`.
@@ -129,8 +125,6 @@ pub struct Carries {
     /// `time: record.timestamp`.
     pub records: bool,
 }
-
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// An opened source.
 pub trait Source: Send {

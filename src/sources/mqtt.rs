@@ -23,12 +23,13 @@
 //! once they are routed. A bad payload is dead-lettered with its topic and
 //! acknowledged: it is handled, and the connection is never dropped for it.
 
-use super::{BoxFuture, Carries, Ingest, Source, SourceError, SourceSpec};
+use super::{Carries, Ingest, Source, SourceError, SourceSpec};
 use crate::config::{ConfigError, Context, Node};
 use crate::event::decode::Envelope;
 use crate::mqtt::{
     self, Client, Connection, EventLoop, Filters, Incoming, Link, Message, MqttError, QoS, Qos,
 };
+use crate::runtime::BoxFuture;
 use crate::runtime::Shutdown;
 use serde::Deserialize;
 use std::time::Duration;

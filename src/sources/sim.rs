@@ -14,9 +14,10 @@
 //! Messages go through the source's decoder like any other, so a pipeline
 //! tested against the simulator is tested against real decoding.
 
-use super::pace::Pace;
-use super::{BoxFuture, Ingest, Source, SourceError, SourceSpec};
+use super::{Ingest, Source, SourceError, SourceSpec};
 use crate::config::{Context, Duration, Spanned};
+use crate::pace::Pace;
+use crate::runtime::BoxFuture;
 use crate::sim::run::{self, Limit, Output};
 use crate::sim::{Label, Scenario, Simulation};
 use serde::Deserialize;

@@ -1,4 +1,4 @@
-//! The simulator's random numbers.
+//! Seeded random numbers: the simulator's, and jitter for reconnection backoff.
 //!
 //! Hand-written on purpose: `--seed` promises byte-identical output, and a
 //! generator we own cannot change under us when a dependency is updated

@@ -5,9 +5,9 @@
 //! `{"received_at":"...","source":"trucks","reason":"bad JSON: ...","origin":{"path":"x.jsonl","line":17},"payload":"..."}`.
 //! A payload that is not UTF-8 is kept as `payload_base64` instead.
 
-use super::{Batch, LinesSink, Record, Sink};
 use crate::event::{Key, time};
 use crate::runtime::Ack;
+use crate::sinks::{Batch, LinesSink, Record, Sink};
 use base64::Engine;
 use std::io::BufWriter;
 use std::sync::Arc;
