@@ -4,7 +4,7 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use floe::config::Pipeline;
 use floe::event::{Event, Value};
-use floe::runtime::{BATCH, Core, Plan};
+use floe::runtime::{BATCH, Core, KeyCounts, Plan};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -63,7 +63,10 @@ fn bench_pipeline(c: &mut Criterion, name: &str, yaml: &str) {
         b.iter_batched(
             || {
                 let operators = plan.operators.iter().map(|o| o.fork()).collect();
-                (Core::new(&flow, operators, 0), input.clone())
+                (
+                    Core::new(&flow, operators, 0, KeyCounts::new(flow.sources)),
+                    input.clone(),
+                )
             },
             |(mut core, events)| {
                 // Timers run as a replaying worker runs them: after each

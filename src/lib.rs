@@ -16,3 +16,4 @@ pub mod runtime;
 pub mod sim;
 pub mod sinks;
 pub mod sources;
+pub mod state;

@@ -6,9 +6,9 @@ mod support;
 
 use floe::config::Pipeline;
 use floe::runtime::BoxFuture;
-use floe::runtime::{self, Io, Marks, Options, Plan, Settled, Shutdown};
+use floe::runtime::{self, Ingest, Io, Marks, Options, Plan, Settled, Shutdown};
 use floe::sinks::{Batch, Sink, SinkError};
-use floe::sources::{Ingest, Source, SourceError};
+use floe::sources::{Source, SourceError};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -87,7 +87,10 @@ sinks:
         .block_on(runtime::run(
             Plan::new(&pipeline),
             io,
-            &Options { workers: 2 },
+            Options {
+                workers: 2,
+                state: None,
+            },
             Shutdown::default(),
         ))
         .unwrap();
@@ -120,7 +123,7 @@ struct Marking {
 impl Source for Marking {
     fn run(self: Box<Self>, mut ingest: Ingest) -> BoxFuture<Result<(), SourceError>> {
         Box::pin(async move {
-            let routed = tokio::task::spawn_blocking(move || {
+            let routed = tokio::task::spawn_blocking(move || -> Result<(), SourceError> {
                 for (position, line) in self.lines.iter().enumerate() {
                     let event = ingest
                         .decoder()
@@ -132,7 +135,8 @@ impl Source for Marking {
                 let settled = marks.wait(1, std::time::Duration::from_secs(10));
                 let in_sink = self.sink_lines.lock().unwrap().len();
                 *self.settled.lock().unwrap() = settled.map(|s| (s, in_sink));
-                ingest.finish_blocking()
+                ingest.finish_blocking(&())?;
+                Ok(())
             });
             routed.await.unwrap_or(Err(SourceError::Closed))
         })
@@ -177,7 +181,10 @@ sinks:
     let run = runtime::run(
         Plan::new(&pipeline),
         io,
-        &Options { workers: 2 },
+        Options {
+            workers: 2,
+            state: None,
+        },
         Shutdown::default(),
     );
     rt.block_on(run).unwrap();

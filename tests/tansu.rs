@@ -5,75 +5,10 @@
 
 mod support;
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
-use support::broker::{Floe, free_port, wait_for};
-use support::kafka::consume;
-
-/// A tansu broker, killed when dropped.
-struct Tansu {
-    child: Child,
-    port: u16,
-}
-
-fn tansu_binary() -> PathBuf {
-    let in_cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
-        .map(|home| home.join("bin/tansu"));
-    match in_cargo_home {
-        Some(path) if path.is_file() => path,
-        _ => PathBuf::from("tansu"),
-    }
-}
-
-impl Tansu {
-    fn start(dir: &Path) -> Tansu {
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu_binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("tansu.log")).unwrap())
-            .spawn()
-            .expect("tansu runs: cargo install --locked tansu --features dynostore");
-        let up = wait_for(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(up, "tansu did not listen on {port}");
-        Tansu { child, port }
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// tansu creates no topic on first use.
-    fn create_topic(&self, name: &str) {
-        let status = Command::new(tansu_binary())
-            .args(["topic", "create", name, "--partitions", "3"])
-            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
-            .status()
-            .unwrap();
-        assert!(status.success(), "creating topic {name}");
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::broker::{Floe, wait_for};
+use support::kafka::{Tansu, consume};
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -115,7 +50,7 @@ fn simulator_to_kafka_to_floe_to_a_kafka_alerts_topic() {
     let tansu = Tansu::start(dir.path());
     let brokers = tansu.brokers();
     for topic in ["telemetry", "alerts", "expected"] {
-        tansu.create_topic(topic);
+        tansu.create_topic(topic, 3);
     }
     simulate(dir.path(), &format!("kafka://{brokers}/telemetry"));
     simulate(dir.path(), "file:readings.jsonl");

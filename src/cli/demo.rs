@@ -122,11 +122,14 @@ pub fn demo(args: Args) -> Result<(), Failure> {
                 )],
                 dead_letter: Box::new(Discard),
             };
-            let options = Options { workers: 1 };
+            let options = Options {
+                workers: 1,
+                state: None,
+            };
             let shutdown = shutdown.clone();
             let name = pipeline.name.clone();
             tasks.push(tokio::spawn(async move {
-                (name, runtime::run(plan, io, &options, shutdown).await)
+                (name, runtime::run(plan, io, options, shutdown).await)
             }));
         }
         let mut reports: Vec<(String, Snapshot)> = Vec::new();

@@ -2,9 +2,10 @@
 
 use super::Failure;
 use crate::config::Pipeline;
-use crate::runtime::{self, Io, Options, Plan, Shutdown};
+use crate::runtime::{self, Io, Options, Plan, Shutdown, StateOptions};
 use crate::sources;
-use std::path::PathBuf;
+use crate::state::Store;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(clap::Args)]
@@ -19,6 +20,11 @@ pub struct Args {
     /// Worker tasks (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Keep state here (checkpoints, the MQTT journal) so that a restart,
+    /// even after kill -9, resumes where the run stopped. Overrides the
+    /// pipeline's `state: {dir}`.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -30,6 +36,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     let options = Options {
         workers: args.workers.unwrap_or(Options::default().workers),
+        state: state_options(&pipeline, args.state_dir.as_deref())?,
     };
     let runtime = super::tokio_runtime(options.workers)?;
     let started = Instant::now();
@@ -38,7 +45,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         shutdown.on_signals();
         let plan = Plan::new(&pipeline);
         let io = Io::open(&pipeline)?;
-        runtime::run(plan, io, &options, shutdown).await
+        runtime::run(plan, io, options, shutdown).await
     });
     let report = report.map_err(|e| Failure::Runtime(e.to_string()))?;
     let secs = started.elapsed().as_secs_f64();
@@ -60,6 +67,27 @@ pub fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Opens the state dir: `--state-dir`, else the pipeline's `state: {dir}`.
+/// A directory that is locked or belongs to another pipeline is refused
+/// before anything is connected.
+fn state_options(
+    pipeline: &Pipeline,
+    flag: Option<&Path>,
+) -> Result<Option<StateOptions>, Failure> {
+    let config = pipeline.state.as_ref();
+    let dir = match (flag, config) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, Some(state)) => pipeline.resolve(&state.dir),
+        (None, None) => return Ok(None),
+    };
+    let interval = config.map_or(1000, |s| s.interval.ms());
+    let store = Store::open(&dir, &pipeline.name).map_err(|e| Failure::Invalid(e.to_string()))?;
+    Ok(Some(StateOptions {
+        store,
+        interval: std::time::Duration::from_millis(interval as u64),
+    }))
+}
+
 /// Applies `--input NAME=URI`: the source keeps its key, time and ordering
 /// settings and reads from somewhere else.
 fn replace_input(pipeline: &mut Pipeline, input: &str) -> Result<(), String> {
@@ -77,5 +105,8 @@ fn replace_input(pipeline: &mut Pipeline, input: &str) -> Result<(), String> {
         return Err(format!("no such file: {path}"));
     }
     source.spec = sources::from_uri(uri)?;
+    // A checkpoint resumes the replacement only if it is the same input.
+    let replaced = format!("{}\u{1f}{uri}", source.fingerprint);
+    source.fingerprint = xxhash_rust::xxh3::xxh3_64(replaced.as_bytes());
     source.check_envelope().map_err(|e| e.message)
 }

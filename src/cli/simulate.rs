@@ -76,7 +76,7 @@ pub fn simulate(args: Args) -> Result<(), Failure> {
         shutdown.on_signals();
         let stop = shutdown.clone();
         tokio::task::spawn_blocking(move || {
-            let sent = run::run(&mut sim, &mut out, pace, limit, || stop.is_requested())
+            let sent = run::run(&mut sim, &mut out, pace, limit, 0, || stop.is_requested())
                 .and_then(|sent| out.out.close().map(|()| sent));
             (sent, sim.now(), out.progress.finish())
         })

@@ -9,9 +9,9 @@ use super::Failure;
 use crate::config::Pipeline;
 use crate::config::test_case::{Expected, TestCase, recording};
 use crate::event::time;
-use crate::runtime::{self, BoxFuture, Io, Options, Plan, Shutdown};
+use crate::runtime::{self, BoxFuture, Ingest, Io, Options, Plan, Shutdown};
 use crate::sinks::{Batch, Sink, SinkError};
-use crate::sources::{Ingest, Source, SourceError};
+use crate::sources::{Source, SourceError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -109,8 +109,11 @@ pub async fn run_case(pipeline: &Pipeline, case: &TestCase) -> Outcome {
         )],
         dead_letter: Box::new(Collect(rejected.clone())),
     };
-    let options = Options { workers: 1 };
-    if let Err(e) = runtime::run(plan, io, &options, Shutdown::default()).await {
+    let options = Options {
+        workers: 1,
+        state: None,
+    };
+    if let Err(e) = runtime::run(plan, io, options, Shutdown::default()).await {
         failures.push(format!("the pipeline failed: {e}"));
     }
     let seen = take(&alerts).iter().map(|line| parse_alert(line)).collect();
@@ -203,7 +206,7 @@ struct MemorySource {
 impl Source for MemorySource {
     fn run(self: Box<Self>, mut ingest: Ingest) -> BoxFuture<Result<(), SourceError>> {
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || -> Result<(), SourceError> {
                 for (i, record) in self.records.iter().enumerate() {
                     let bytes = record.to_string().into_bytes();
                     let position = i as u64 + 1;
@@ -215,7 +218,8 @@ impl Source for MemorySource {
                         }
                     }
                 }
-                ingest.finish_blocking()
+                ingest.finish_blocking(&())?;
+                Ok(())
             })
             .await
             .unwrap_or(Err(SourceError::Closed))

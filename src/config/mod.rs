@@ -115,12 +115,34 @@ pub struct Pipeline {
     pub sinks: Vec<SinkDef>,
     pub dead_letter: Option<Box<dyn SinkSpec>>,
     pub tests: Vec<TestCase>,
+    /// Where to checkpoint, unless `--state-dir` says.
+    pub state: Option<StateConfig>,
+}
+
+/// `state:`: checkpoints of the pipeline's state, so a restart (even
+/// after kill -9) resumes where it stopped.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// The state directory; relative paths start at the pipeline file's
+    /// directory. `floe run --state-dir` overrides it.
+    pub dir: PathBuf,
+    /// How often to checkpoint.
+    #[serde(default = "one_second")]
+    pub interval: Spanned<Duration>,
+}
+
+fn one_second() -> Spanned<Duration> {
+    Spanned::unplaced(Duration(1000))
 }
 
 #[derive(Debug)]
 pub struct SourceDef {
     pub id: String,
     pub loc: Loc,
+    /// Of its definition (see [`Node::fingerprint`]): a checkpoint resumes
+    /// the source only if it is unchanged.
+    pub fingerprint: u64,
     pub common: SourceCommon,
     pub spec: Box<dyn SourceSpec>,
 }
@@ -166,6 +188,9 @@ impl SourceDef {
 pub struct TakerDef<S: ?Sized> {
     pub id: String,
     pub loc: Loc,
+    /// Of its definition, inputs included (see [`Node::fingerprint`]): a
+    /// checkpoint restores an operator's state only if it is unchanged.
+    pub fingerprint: u64,
     pub inputs: Vec<Spanned<String>>,
     pub spec: Box<S>,
 }
@@ -228,6 +253,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "sinks",
     "dead_letter",
     "tests",
+    "state",
 ];
 
 impl Pipeline {
@@ -291,6 +317,7 @@ impl Pipeline {
             ),
             dead_letter: parse_dead_letter(&root, &mut errors),
             tests: parse_tests(&root, &mut errors),
+            state: parse_state(&root, &mut errors),
         };
         if root.get("sources").is_none() {
             errors.push(ConfigError::at(
@@ -439,12 +466,14 @@ fn parse_section<T: ?Sized, C>(
     shared: impl Fn(&RawComponent) -> Result<C, ConfigError>,
     errors: &mut Vec<ConfigError>,
     broken: &mut Vec<Broken>,
-) -> Vec<(String, Loc, C, Box<T>)> {
+) -> Vec<(String, Loc, u64, C, Box<T>)> {
     let section = format!("{what}s");
     let mut out = Vec::new();
     for raw in components(root, &section, what, errors, broken) {
         match (shared(&raw), parse_spec(registry, &raw, shared_keys)) {
-            (Ok(common), Ok(spec)) => out.push((raw.id, raw.loc, common, spec)),
+            (Ok(common), Ok(spec)) => {
+                out.push((raw.id, raw.loc, raw.node.fingerprint(), common, spec))
+            }
             (common, spec) => {
                 let problems = common
                     .err()
@@ -480,9 +509,10 @@ fn parse_sources(
         broken,
     )
     .into_iter()
-    .map(|(id, loc, common, spec)| SourceDef {
+    .map(|(id, loc, fingerprint, common, spec)| SourceDef {
         id,
         loc,
+        fingerprint,
         common,
         spec,
     })
@@ -505,9 +535,10 @@ fn parse_takers<S: ?Sized>(
     let inputs = |raw: &RawComponent| parse_inputs(raw.node);
     parse_section(root, what, registry, &["inputs"], inputs, errors, broken)
         .into_iter()
-        .map(|(id, loc, inputs, spec)| TakerDef {
+        .map(|(id, loc, fingerprint, inputs, spec)| TakerDef {
             id,
             loc,
+            fingerprint,
             inputs,
             spec,
         })
@@ -533,6 +564,18 @@ fn parse_tests(root: &Node, errors: &mut Vec<ConfigError>) -> Vec<TestCase> {
             Vec::new()
         }
     }
+}
+
+fn parse_state(root: &Node, errors: &mut Vec<ConfigError>) -> Option<StateConfig> {
+    let state: StateConfig = collect(from_node(root.get("state")?), errors)?;
+    if state.interval.ms() <= 0 {
+        errors.push(ConfigError::at(
+            state.interval.loc,
+            "state: `interval` must be longer than 0",
+        ));
+        return None;
+    }
+    Some(state)
 }
 
 fn parse_dead_letter(root: &Node, errors: &mut Vec<ConfigError>) -> Option<Box<dyn SinkSpec>> {

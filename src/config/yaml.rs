@@ -86,6 +86,53 @@ impl Node {
         Node { kind, ..*self }
     }
 
+    /// A hash of what the node says, not where: positions are left out and
+    /// mapping keys sorted, so moving or reordering a component's lines in
+    /// the file does not change it. With the floe version, since a new
+    /// version may keep its state differently. Checkpoints use it to tell
+    /// whether a component is still the one whose state they hold.
+    pub fn fingerprint(&self) -> u64 {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+        self.hash_into(&mut hasher);
+        hasher.digest()
+    }
+
+    fn hash_into(&self, h: &mut xxhash_rust::xxh3::Xxh3) {
+        match &self.kind {
+            NodeKind::Null => h.update(b"n"),
+            NodeKind::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+            NodeKind::Int(i) => {
+                h.update(b"i");
+                h.update(&i.to_le_bytes());
+            }
+            NodeKind::Float(f) => {
+                h.update(b"d");
+                h.update(&f.to_bits().to_le_bytes());
+            }
+            NodeKind::Str(text) => {
+                h.update(b"s");
+                h.update(&(text.len() as u64).to_le_bytes());
+                h.update(text.as_bytes());
+            }
+            NodeKind::Seq(items) => {
+                h.update(b"[");
+                items.iter().for_each(|item| item.hash_into(h));
+                h.update(b"]");
+            }
+            NodeKind::Map(entries) => {
+                let mut sorted: Vec<_> = entries.iter().collect();
+                sorted.sort_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
+                h.update(b"{");
+                for (key, value) in sorted {
+                    key.hash_into(h);
+                    value.hash_into(h);
+                }
+                h.update(b"}");
+            }
+        }
+    }
+
     fn type_name(&self) -> &'static str {
         match self.kind {
             NodeKind::Null => "null",

@@ -23,12 +23,66 @@ pub type Key = CompactString;
 
 /// A field's value. JSON objects and arrays are not telemetry readings and
 /// are skipped by the decoder.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+///
+/// In JSON a value is written bare (`3.5`, `true`, `"open"`); in a
+/// checkpoint, which is binary and not self-describing, with its variant.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Num(f64),
     Bool(bool),
     Str(CompactString),
+}
+
+/// [`Value`]'s two encodings.
+mod value_serde {
+    use super::Value;
+    use compact_str::CompactString;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    enum Tagged<S> {
+        Num(f64),
+        Bool(bool),
+        Str(S),
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Bare {
+        Num(f64),
+        Bool(bool),
+        Str(CompactString),
+    }
+
+    impl Serialize for Value {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match (self, s.is_human_readable()) {
+                (Value::Num(n), true) => s.serialize_f64(*n),
+                (Value::Bool(b), true) => s.serialize_bool(*b),
+                (Value::Str(t), true) => s.serialize_str(t),
+                (Value::Num(n), false) => Tagged::<&str>::Num(*n).serialize(s),
+                (Value::Bool(b), false) => Tagged::<&str>::Bool(*b).serialize(s),
+                (Value::Str(t), false) => Tagged::Str(t.as_str()).serialize(s),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Value {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            if d.is_human_readable() {
+                return Ok(match Bare::deserialize(d)? {
+                    Bare::Num(n) => Value::Num(n),
+                    Bare::Bool(b) => Value::Bool(b),
+                    Bare::Str(t) => Value::Str(t),
+                });
+            }
+            Ok(match Tagged::<CompactString>::deserialize(d)? {
+                Tagged::Num(n) => Value::Num(n),
+                Tagged::Bool(b) => Value::Bool(b),
+                Tagged::Str(t) => Value::Str(t),
+            })
+        }
+    }
 }
 
 impl Value {

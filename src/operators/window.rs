@@ -25,7 +25,7 @@
 use super::aggregate::{Aggregates, Moments, Readings, Resolved};
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
-use crate::event::{Event, Key};
+use crate::event::{Event, Key, time};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -282,8 +282,14 @@ impl Operator for Window {
     fn on_event(&self, state: &mut State, event: &Event, out: &mut Emitter) {
         let t = event.time;
         self.emit_until(state, &event.key, t, out);
-        if state.emitted_until.is_some_and(|done| t < done) {
-            // Every window holding `t` has been emitted already.
+        if let Some(done) = state.emitted_until.filter(|&done| t < done) {
+            // A window holding `t` has been emitted already: counting the
+            // event now would change a result already sent.
+            out.reject(format!(
+                "late: {} before the end of a window already emitted ({})",
+                Duration(done - t),
+                time::format_rfc3339(done)
+            ));
             return;
         }
         let pane = self.pane(state, t);
@@ -309,6 +315,7 @@ impl Operator for Window {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Output;
     use super::super::test_support::{Harness, MINUTE, events};
     use crate::event::{Event, Value};
 
@@ -338,6 +345,26 @@ mod tests {
         let out = events(h.end("a"));
         assert_eq!((out.len(), out[0].time), (1, 2 * MINUTE));
         assert_eq!(field(&mut h, &out[0], "avg"), Some(10.0));
+    }
+
+    #[test]
+    fn an_event_older_than_an_emitted_window_is_rejected_as_late() {
+        let mut h = Harness::new("window", "size: 1m\naggregates: {n: count()}\n");
+        push(&mut h, "a", 0, 1.0);
+        assert_eq!(push(&mut h, "a", 2 * MINUTE, 1.0).len(), 1);
+        // Two inputs can interleave out of order; the first minute is out.
+        let late = h.push("a", 30_000, &[("temp", Value::Num(1.0))]);
+        match late.as_slice() {
+            [Output::Reject(reason)] => assert!(
+                reason
+                    == "late: 30s before the end of a window already emitted (1970-01-01T00:01:00.000Z)",
+                "{reason}"
+            ),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        // The rejected event counted nowhere.
+        let out = events(h.end("a"));
+        assert_eq!(field(&mut h, &out[0], "n"), Some(1.0));
     }
 
     #[test]

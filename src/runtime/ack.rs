@@ -49,6 +49,20 @@ pub struct Settled {
 }
 
 impl Ack {
+    /// The first share of mark `seq`; `settled` hears when the last share
+    /// is given back.
+    pub fn new(seq: u64, settled: mpsc::Sender<Settled>) -> Ack {
+        Ack {
+            shared: Arc::new(Shared {
+                seq,
+                incomplete: AtomicBool::new(false),
+                held: Mutex::new(BTreeMap::new()),
+                settled,
+            }),
+            done: false,
+        }
+    }
+
     /// Another share of the same mark, for one more holder.
     pub fn share(&self) -> Ack {
         Ack {
@@ -111,15 +125,7 @@ impl Marks {
     /// A new mark, numbered one above the last.
     pub fn mark(&mut self) -> Ack {
         self.next += 1;
-        Ack {
-            shared: Arc::new(Shared {
-                seq: self.next,
-                incomplete: AtomicBool::new(false),
-                held: Mutex::new(BTreeMap::new()),
-                settled: self.tx.clone(),
-            }),
-            done: false,
-        }
+        Ack::new(self.next, self.tx.clone())
     }
 
     /// A mark settled since the last call, if any; never waits.

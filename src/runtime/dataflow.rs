@@ -5,6 +5,7 @@ use crate::config::Pipeline;
 use crate::event::Schema;
 use crate::event::decode::Decoder;
 use crate::operators::{BuildContext, Emits, KeyedOperator};
+use crate::state::Component;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -26,8 +27,17 @@ pub struct Dataflow {
     pub alert_sinks: Vec<Vec<usize>>,
     /// Per component: whether it raises alerts.
     pub alerting: Vec<bool>,
+    /// Per component: its id and definition's fingerprint, as checkpoints
+    /// name it.
+    pub components: Vec<Component>,
     /// Per source: `max_out_of_orderness` in ms.
     pub max_ooo: Vec<i64>,
+    /// Per source: `max_future` in ms.
+    pub max_future: Vec<i64>,
+    /// Per source: `idle_timeout` in ms.
+    pub idle_timeout: Vec<Option<i64>>,
+    /// Per source: `max_keys`.
+    pub max_keys: Vec<Option<usize>>,
     /// Some source delivers at the pace of the world: operators' timers
     /// run on the wall clock. Otherwise (recordings replayed as fast as
     /// possible) they run on the event time the workers have seen.
@@ -65,6 +75,14 @@ impl Plan {
             .map(|s| s.id.as_str())
             .chain(order.iter().map(|&i| p.operators[i].id.as_str()))
             .map(Arc::from)
+            .collect();
+        let fingerprints = (p.sources.iter().map(|s| s.fingerprint))
+            .chain(order.iter().map(|&i| p.operators[i].fingerprint));
+        let components = (names.iter().zip(fingerprints))
+            .map(|(id, fingerprint)| Component {
+                id: id.to_string(),
+                fingerprint,
+            })
             .collect();
         let number: HashMap<&str, usize> = names
             .iter()
@@ -122,11 +140,17 @@ impl Plan {
                 alert_sinks,
                 sinks,
                 alerting,
+                components,
                 max_ooo: p
                     .sources
                     .iter()
                     .map(|s| s.common.max_out_of_orderness.ms())
                     .collect(),
+                max_future: p.sources.iter().map(|s| s.common.max_future.ms()).collect(),
+                idle_timeout: (p.sources.iter())
+                    .map(|s| s.common.idle_timeout.map(|d| d.ms()))
+                    .collect(),
+                max_keys: p.sources.iter().map(|s| s.common.max_keys).collect(),
                 live: p.sources.iter().any(|s| s.spec.live()),
             },
             operators,

@@ -12,6 +12,9 @@ pub struct Metrics {
     alerts: AtomicU64,
     outputs: AtomicU64,
     redelivered: AtomicU64,
+    forgotten: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoint_bytes: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`].
@@ -29,6 +32,11 @@ pub struct Snapshot {
     /// Messages a broker delivered again, as far as it said so (MQTT's
     /// DUP flag): possible duplicates of events already processed.
     pub redelivered: u64,
+    /// Keys forgotten after `idle_timeout`.
+    pub forgotten: u64,
+    /// Checkpoints completed, and the bytes of state they wrote.
+    pub checkpoints: u64,
+    pub checkpoint_bytes: u64,
 }
 
 impl Metrics {
@@ -37,10 +45,16 @@ impl Metrics {
         self.late.fetch_add(delta.late, Relaxed);
         self.alerts.fetch_add(delta.alerts, Relaxed);
         self.outputs.fetch_add(delta.outputs, Relaxed);
+        self.forgotten.fetch_add(delta.forgotten, Relaxed);
     }
 
     pub fn dead_letter(&self) {
         self.dead_letters.fetch_add(1, Relaxed);
+    }
+
+    pub fn checkpointed(&self, bytes: u64) {
+        self.checkpoints.fetch_add(1, Relaxed);
+        self.checkpoint_bytes.fetch_add(bytes, Relaxed);
     }
 
     pub fn redelivered(&self, n: u64) {
@@ -55,6 +69,9 @@ impl Metrics {
             alerts: self.alerts.load(Relaxed),
             outputs: self.outputs.load(Relaxed),
             redelivered: self.redelivered.load(Relaxed),
+            forgotten: self.forgotten.load(Relaxed),
+            checkpoints: self.checkpoints.load(Relaxed),
+            checkpoint_bytes: self.checkpoint_bytes.load(Relaxed),
         }
     }
 }

@@ -10,8 +10,11 @@
 //! stop, workers drain and flush open windows, sinks flush, the run returns.
 
 mod ack;
+mod checkpoint;
 mod dataflow;
 mod dead_letters;
+mod ingest;
+mod keys;
 mod metrics;
 mod reorder;
 mod router;
@@ -19,16 +22,20 @@ mod shutdown;
 mod worker;
 
 pub use ack::{Ack, Marks, Settled};
+pub use checkpoint::Checkpoints;
 pub use dataflow::{Dataflow, Plan};
 pub use dead_letters::DeadLetters;
+pub use ingest::{Closed, Ingest};
 pub use metrics::{Metrics, Snapshot};
 pub use router::{BATCH, Router, WorkerMsg, worker_for};
 pub use shutdown::Shutdown;
-pub use worker::Core;
+pub use worker::{Core, KeyCounts, Rejection};
 
 use crate::config::{Context, Pipeline};
 use crate::sinks::{Sink, SinkError};
-use crate::sources::{Ingest, Source, SourceError};
+use crate::sources::{Source, SourceError};
+use crate::state::{StateError, Store};
+use checkpoint::{Coordinator, Restore};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -48,6 +55,8 @@ pub enum RuntimeError {
     Source { id: String, source: SourceError },
     #[error("sink \"{id}\": {source}")]
     Sink { id: String, source: SinkError },
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("{0} stopped unexpectedly")]
     Crashed(String),
 }
@@ -94,7 +103,7 @@ impl Io {
         let sinks = p
             .sinks
             .iter()
-            .map(|s| Ok((s.id.clone(), open_sink(&s.id, s.spec.as_ref())?)))
+            .map(|s| Ok::<_, RuntimeError>((s.id.clone(), open_sink(&s.id, s.spec.as_ref())?)))
             .collect::<Result<_, _>>()?;
         let dead_letter = match &p.dead_letter {
             Some(spec) => open_sink("dead_letter", spec.as_ref())?,
@@ -109,30 +118,63 @@ impl Io {
 }
 
 /// How to run.
-#[derive(Clone, Debug)]
 pub struct Options {
     /// Worker tasks; keys are spread over them by hash.
     pub workers: usize,
+    /// Where and how often to checkpoint; without it, state lives only
+    /// as long as the run.
+    pub state: Option<StateOptions>,
+}
+
+/// Checkpointing, for runs that keep their state.
+pub struct StateOptions {
+    pub store: Store,
+    pub interval: std::time::Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            state: None,
         }
     }
 }
 
 /// Runs a pipeline until its sources end or `shutdown` is requested, then
 /// drains and flushes everything. Returns what was processed.
+///
+/// With a state dir it first restores the newest checkpoint there, and
+/// checkpoints as it runs; stopped by `shutdown`, it takes a last
+/// checkpoint and keeps open windows for the next run instead of flushing
+/// them.
 pub async fn run(
     plan: Plan,
     io: Io,
-    options: &Options,
+    options: Options,
     shutdown: Shutdown,
 ) -> Result<Snapshot, RuntimeError> {
     let metrics = Arc::new(Metrics::default());
     let flow = Arc::new(plan.flow);
+    let workers = options.workers.max(1);
+    let (coordinator, checkpoints, restore) = match options.state {
+        Some(StateOptions {
+            mut store,
+            interval,
+        }) => {
+            let restore = store.load()?.map(|r| Restore::new(&flow, r, workers));
+            let (coordinator, checkpoints) = Coordinator::new(
+                &flow,
+                store,
+                interval,
+                workers,
+                restore.as_ref(),
+                metrics.clone(),
+            );
+            (Some(coordinator), Some(checkpoints), restore)
+        }
+        None => (None, None, None),
+    };
 
     let (dead_tx, dead_rx) = mpsc::channel(CHANNEL_BATCHES * 64);
     let dead_letter_task = tokio::spawn(io.dead_letter.run(dead_rx));
@@ -146,23 +188,37 @@ pub async fn run(
         sink_tasks.push((id, tokio::spawn(sink.run(rx))));
     }
 
+    let mut restored = vec![Vec::new(); workers];
+    if let Some(restore) = &restore {
+        for (key, parts) in restore.keys.iter().cloned() {
+            restored[worker_for(&key, workers)].push((key, parts));
+        }
+    }
+    let key_counts = KeyCounts::new(flow.sources);
     let mut worker_txs = Vec::new();
     let mut worker_tasks = Vec::new();
-    for _ in 0..options.workers.max(1) {
+    for (index, keys) in restored.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let operators = plan.operators.iter().map(|o| o.fork()).collect();
+        let mut core = Core::new(&flow, operators, sink_txs.len(), key_counts.clone());
+        if let Some(restore) = &restore {
+            core.restore(&flow, restore, keys, restore.clocks[index]);
+        }
         let worker = Worker::new(
             flow.clone(),
-            operators,
+            core,
+            index,
             sink_txs.clone(),
             dead_letters.clone(),
             metrics.clone(),
+            checkpoints.clone(),
         );
         worker_txs.push(tx);
         worker_tasks.push(tokio::spawn(worker.run(rx)));
     }
-    drop(sink_txs);
+    drop((sink_txs, restore));
     let worker_txs: Arc<[_]> = worker_txs.into();
+    let coordinator = coordinator.map(|c| tokio::task::spawn_blocking(move || c.run()));
 
     let mut source_tasks = Vec::new();
     for (i, (source, decoder)) in io.sources.into_iter().zip(plan.decoders).enumerate() {
@@ -174,10 +230,11 @@ pub async fn run(
             dead_letters.clone(),
             metrics.clone(),
             shutdown.clone(),
+            checkpoints.clone(),
         );
         source_tasks.push(tokio::spawn(source.run(ingest)));
     }
-    drop((worker_txs, dead_letters));
+    drop((worker_txs, dead_letters, checkpoints));
 
     let mut errors = Vec::new();
     for (i, task) in source_tasks.into_iter().enumerate() {
@@ -211,6 +268,9 @@ pub async fn run(
         })
     }) {
         errors.insert(0, e);
+    }
+    if let Some(coordinator) = coordinator {
+        joined(coordinator, "checkpoints").await?;
     }
     match errors.into_iter().next() {
         Some(e) => Err(e),

@@ -6,11 +6,12 @@
 //! older event is late. A device that reconnects after an hour and sends its
 //! backlog is in order within its own clock, whatever other keys are doing.
 
-use crate::event::Event;
+use crate::event::{Event, Key, Origin, Schema, Value};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default)]
 pub struct Reorder {
     /// Latest event time seen for the key; `None` before its first event.
     latest: Option<i64>,
@@ -72,6 +73,71 @@ impl Reorder {
     pub fn behind(&self, time: i64) -> i64 {
         self.latest.map_or(0, |latest| latest - time)
     }
+
+    /// The key's clock; `None` before its first event.
+    pub fn latest(&self) -> Option<i64> {
+        self.latest
+    }
+
+    /// Whether it knows nothing yet: nothing to checkpoint.
+    pub fn is_new(&self) -> bool {
+        self.latest.is_none()
+    }
+
+    /// The clock as a checkpoint keeps it: held events with their fields
+    /// by name, since a changed pipeline numbers its fields differently.
+    pub fn save<'a>(&'a self, schema: &'a Schema) -> Saved<'a> {
+        let held = self.held.iter().map(|e| SavedEvent {
+            time: e.time,
+            fields: (e.fields.iter())
+                .map(|(id, value)| (Cow::Borrowed(schema.name(*id)), Cow::Borrowed(value)))
+                .collect(),
+            partition: e.origin.partition,
+            position: e.origin.position,
+        });
+        Saved {
+            latest: self.latest,
+            held: held.collect(),
+        }
+    }
+
+    /// A clock of `key` from source `source` as [`save`](Self::save) kept
+    /// it. Fields this pipeline no longer reads are left out.
+    pub fn restore(saved: Saved, key: &Key, source: u16, schema: &Schema) -> Reorder {
+        let held = saved.held.into_iter().map(|e| {
+            let mut event = Event::new(key.clone(), e.time);
+            for (name, value) in e.fields {
+                if let Some(id) = schema.id(&name) {
+                    event.set(id, value.into_owned());
+                }
+            }
+            event.origin = Origin {
+                source,
+                partition: e.partition,
+                position: e.position,
+            };
+            event
+        });
+        Reorder {
+            latest: saved.latest,
+            held: held.collect(),
+        }
+    }
+}
+
+/// A [`Reorder`] in a checkpoint.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Saved<'a> {
+    latest: Option<i64>,
+    held: Vec<SavedEvent<'a>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedEvent<'a> {
+    time: i64,
+    fields: Vec<(Cow<'a, str>, Cow<'a, Value>)>,
+    partition: u32,
+    position: u64,
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! Events travel in batches to keep the per-event cost of the channel low.
 
 use super::Ack;
+use super::checkpoint::Barrier;
 use crate::event::{Event, Key};
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -13,15 +14,39 @@ use tokio::sync::mpsc;
 /// Events per batch sent to a worker.
 pub const BATCH: usize = 512;
 
-/// What a worker receives.
+/// What a worker receives. Each message is from one source (by number);
+/// each source's messages arrive in the order it sent them.
 #[derive(Debug)]
 pub enum WorkerMsg {
-    Events(Vec<Event>),
-    /// Source number `n` has ended: release what was held for its ordering.
-    SourceEnded(u16),
+    Events(u16, Vec<Event>),
+    /// The source is done. At the end of its input, what was held back for
+    /// its ordering is released; when `stopped` (a shutdown with a state
+    /// dir), it stays, for the last checkpoint.
+    Done {
+        source: u16,
+        stopped: bool,
+    },
     /// Pass the acknowledgement on once what came before is processed;
-    /// note the events of source `n` still held back.
+    /// note the events of the source still held back.
     Mark(u16, Ack),
+    /// Checkpoint `seq`: once this has come from every running source,
+    /// save the keys, then pass the acknowledgement on.
+    Barrier {
+        source: u16,
+        seq: u64,
+        full: bool,
+        ack: Ack,
+    },
+}
+
+impl WorkerMsg {
+    pub fn source(&self) -> usize {
+        let source = match self {
+            WorkerMsg::Events(source, _) | WorkerMsg::Mark(source, _) => source,
+            WorkerMsg::Done { source, .. } | WorkerMsg::Barrier { source, .. } => source,
+        };
+        *source as usize
+    }
 }
 
 /// The worker that owns `key`, out of `workers`. Stable for a given key and
@@ -67,12 +92,42 @@ impl Router {
         (0..self.workers.len()).try_for_each(|w| self.send_blocking(w))
     }
 
-    pub fn finish_blocking(&mut self) -> Result<(), Closed> {
+    /// The source number this router sends for.
+    pub fn source(&self) -> u16 {
+        self.source
+    }
+
+    pub fn finish_blocking(&mut self, stopped: bool) -> Result<(), Closed> {
         self.flush_blocking()?;
+        let source = self.source;
+        self.to_all(|| WorkerMsg::Done { source, stopped })
+    }
+
+    /// As [`finish_blocking`](Self::finish_blocking) without waiting, for
+    /// a source that failed: what is batched is lost with it.
+    pub fn try_finish(&mut self, stopped: bool) {
+        let source = self.source;
         for worker in self.workers.iter() {
-            worker
-                .blocking_send(WorkerMsg::SourceEnded(self.source))
-                .map_err(|_| Closed)?;
+            let _ = worker.try_send(WorkerMsg::Done { source, stopped });
+        }
+    }
+
+    /// Sends a checkpoint barrier to every worker, behind the events
+    /// routed so far.
+    pub fn barrier_blocking(&mut self, barrier: &Barrier) -> Result<(), Closed> {
+        self.flush_blocking()?;
+        let source = self.source;
+        self.to_all(|| WorkerMsg::Barrier {
+            source,
+            seq: barrier.seq,
+            full: barrier.full,
+            ack: barrier.ack.share(),
+        })
+    }
+
+    fn to_all(&self, msg: impl Fn() -> WorkerMsg) -> Result<(), Closed> {
+        for worker in self.workers.iter() {
+            worker.blocking_send(msg()).map_err(|_| Closed)?;
         }
         Ok(())
     }
@@ -81,12 +136,7 @@ impl Router {
     /// so far.
     pub fn mark_blocking(&mut self, ack: &Ack) -> Result<(), Closed> {
         self.flush_blocking()?;
-        for worker in self.workers.iter() {
-            worker
-                .blocking_send(WorkerMsg::Mark(self.source, ack.share()))
-                .map_err(|_| Closed)?;
-        }
-        Ok(())
+        self.to_all(|| WorkerMsg::Mark(self.source, ack.share()))
     }
 
     fn send_blocking(&mut self, w: usize) -> Result<(), Closed> {
@@ -95,7 +145,7 @@ impl Router {
         }
         let batch = std::mem::replace(&mut self.batches[w], Vec::with_capacity(BATCH));
         self.workers[w]
-            .blocking_send(WorkerMsg::Events(batch))
+            .blocking_send(WorkerMsg::Events(self.source, batch))
             .map_err(|_| Closed)
     }
 }

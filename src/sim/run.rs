@@ -54,12 +54,15 @@ impl Limit {
 const STOP_CHECK: u64 = 1024;
 
 /// Runs `sim` into `out` until `limit` or until `stop` says so; returns the
-/// number of messages sent.
+/// number of messages sent. The first `skip` messages are made but neither
+/// sent nor paced: a restored run resumes the same seeded simulation where
+/// it stopped.
 pub fn run<O: Output>(
     sim: &mut Simulation,
     out: &mut O,
     pace: Pace,
     limit: Limit,
+    skip: u64,
     stop: impl Fn() -> bool,
 ) -> Result<u64, O::Error> {
     let mut pacer = Pacer::new(pace);
@@ -79,6 +82,10 @@ pub fn run<O: Output>(
         for (device, line) in messages.iter() {
             if matches!(limit, Limit::Messages(n) if sent >= n) {
                 break 'run;
+            }
+            if sent < skip {
+                sent += 1;
+                continue;
             }
             if let Some(delay) = pacer.delay(sim.now()) {
                 out.flush()?;
@@ -127,7 +134,7 @@ mod tests {
         let scenario = Scenario::parse(SCENARIO, "t".into()).unwrap();
         let mut sim = scenario.simulation(seed).unwrap();
         let mut out = Collect::default();
-        run(&mut sim, &mut out, Pace::Max, limit, || false).unwrap();
+        run(&mut sim, &mut out, Pace::Max, limit, 0, || false).unwrap();
         out
     }
 

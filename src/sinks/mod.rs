@@ -106,6 +106,9 @@ pub enum SinkError {
 pub struct LinesSink {
     what: String,
     out: Box<dyn Write + Send>,
+    /// The file behind `out`, if it is one: fsynced before acknowledging,
+    /// so what is acknowledged survives a power cut.
+    file: Option<std::fs::File>,
 }
 
 impl LinesSink {
@@ -113,7 +116,22 @@ impl LinesSink {
         LinesSink {
             what: what.into(),
             out,
+            file: None,
         }
+    }
+
+    /// Writes to `file`, through a buffer of `buffer` bytes.
+    pub fn file(
+        what: impl Into<String>,
+        file: std::fs::File,
+        buffer: usize,
+    ) -> std::io::Result<Self> {
+        let sync = file.try_clone()?;
+        Ok(LinesSink {
+            what: what.into(),
+            out: Box::new(std::io::BufWriter::with_capacity(buffer, file)),
+            file: Some(sync),
+        })
     }
 
     fn write_all(mut self, mut records: mpsc::Receiver<Batch>) -> std::io::Result<()> {
@@ -128,9 +146,18 @@ impl LinesSink {
             if records.is_empty() || !batch.acks.is_empty() {
                 self.out.flush()?;
             }
+            if !batch.acks.is_empty()
+                && let Some(file) = &self.file
+            {
+                file.sync_data()?;
+            }
             batch.done();
         }
-        self.out.flush()
+        self.out.flush()?;
+        match &self.file {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
+        }
     }
 }
 

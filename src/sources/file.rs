@@ -19,9 +19,9 @@ use crate::config::{Context, Spanned};
 use crate::event::decode::{CsvHeader, DecodeError, Format};
 use crate::pace::{Pace, Pacer, nap};
 use crate::runtime::BoxFuture;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 
 #[derive(Debug, Deserialize)]
@@ -101,30 +101,50 @@ impl Source for FileSource {
     }
 }
 
+/// Where a replay is: the byte offset after the last line handed over,
+/// and that line's number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Position {
+    offset: u64,
+    line: u64,
+}
+
 impl FileSource {
     fn replay(self, mut ingest: Ingest) -> Result<(), SourceError> {
         let limit = ingest.decoder().max_message_bytes();
-        let mut lines = Lines::new(BufReader::with_capacity(1 << 20, &self.file), limit);
-        let mut pacer = Pacer::new(Pace::speed(self.speed));
+        let read_error = |source| SourceError::Read {
+            path: self.path.clone(),
+            source,
+        };
+        let mut reader = BufReader::with_capacity(1 << 20, &self.file);
         let mut csv_header: Option<CsvHeader> = None;
-        let mut number = 0u64;
+        let mut at = self.resume_at(&ingest);
+        if at.offset > 0 {
+            if self.format == Format::Csv {
+                let mut header = Lines::new(&mut reader, limit);
+                if let Some((bytes, _)) = header.next().map_err(read_error)? {
+                    csv_header = ingest.decoder().csv_header(bytes).ok();
+                }
+            }
+            reader
+                .seek(SeekFrom::Start(at.offset))
+                .map_err(read_error)?;
+        }
+        let mut lines = Lines::new(reader, limit);
+        let mut pacer = Pacer::new(Pace::speed(self.speed));
         loop {
-            let line = lines.next().map_err(|source| SourceError::Read {
-                path: self.path.clone(),
-                source,
-            })?;
+            if ingest.barrier_due() {
+                ingest.barrier_blocking(&at)?;
+            }
+            let line = lines.next().map_err(read_error)?;
             let Some((bytes, size)) = line else { break };
-            number += 1;
+            let number = at.line + 1;
             if number.is_multiple_of(SHUTDOWN_CHECK_LINES) && ingest.shutdown_requested() {
                 break;
             }
             let origin = || serde_json::json!({"path": self.path, "line": number});
-            if size > limit {
-                let error = DecodeError::TooLarge { size, limit };
-                ingest.reject_blocking(&error, origin(), bytes)?;
-                continue;
-            }
             let decoded = match (self.format, &csv_header) {
+                _ if size > limit => Err(DecodeError::TooLarge { size, limit }),
                 (Format::Jsonl, _) => ingest.decoder().decode_json(bytes, number),
                 (Format::Csv, Some(header)) => ingest.decoder().decode_csv(header, bytes, number),
                 (Format::Csv, None) => {
@@ -132,6 +152,10 @@ impl FileSource {
                         Ok(header) => csv_header = Some(header),
                         Err(error) => ingest.reject_blocking(&error, origin(), bytes)?,
                     }
+                    at = Position {
+                        offset: at.offset + lines.taken(),
+                        line: number,
+                    };
                     continue;
                 }
             };
@@ -139,7 +163,7 @@ impl FileSource {
                 Ok(event) => {
                     if let Some(delay) = pacer.delay(event.time) {
                         ingest.flush_blocking()?;
-                        if !nap(delay, || ingest.shutdown_requested()) {
+                        if !wait(&mut ingest, delay, &at)? {
                             break;
                         }
                     }
@@ -147,8 +171,53 @@ impl FileSource {
                 }
                 Err(error) => ingest.reject_blocking(&error, origin(), bytes)?,
             }
+            at = Position {
+                offset: at.offset + lines.taken(),
+                line: number,
+            };
         }
-        ingest.finish_blocking()
+        ingest.finish_blocking(&at)?;
+        Ok(())
+    }
+
+    /// Where a restored run resumes: the checkpoint's position, unless the
+    /// file is now shorter than that (replaced), when it starts again.
+    fn resume_at(&self, ingest: &Ingest) -> Position {
+        let Some(at) = ingest.resume::<Position>() else {
+            return Position::default();
+        };
+        let len = self.file.metadata().map_or(0, |m| m.len());
+        if at.offset > len {
+            tracing::warn!(
+                "source \"{}\": {} is shorter than where the checkpoint left it (byte {}); replaying it from the start",
+                ingest.id,
+                self.path,
+                at.offset
+            );
+            return Position::default();
+        }
+        at
+    }
+}
+
+/// Waits out a paced replay's `delay`, sending checkpoint barriers that
+/// come due meanwhile (the next line is not handed over yet, so the
+/// position is `at`). False if the run is stopping.
+fn wait(
+    ingest: &mut Ingest,
+    delay: std::time::Duration,
+    at: &Position,
+) -> Result<bool, SourceError> {
+    let until = std::time::Instant::now() + delay;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if nap(left, || ingest.shutdown_requested() || ingest.barrier_due()) {
+            return Ok(true);
+        }
+        if ingest.shutdown_requested() {
+            return Ok(false);
+        }
+        ingest.barrier_blocking(at)?;
     }
 }
 
@@ -160,6 +229,8 @@ struct Lines<R> {
     line: Vec<u8>,
     /// Bytes of the previous line still to be consumed from the reader.
     consumed: usize,
+    /// Bytes the last line took from the input, its newline included.
+    taken: u64,
 }
 
 impl<R: BufRead> Lines<R> {
@@ -169,13 +240,21 @@ impl<R: BufRead> Lines<R> {
             limit,
             line: Vec::new(),
             consumed: 0,
+            taken: 0,
         }
+    }
+
+    /// Bytes the line last returned took from the input, with its newline:
+    /// how far a replay has come.
+    fn taken(&self) -> u64 {
+        self.taken
     }
 
     /// The next line (without its `\n` or `\r\n`) and its full size.
     fn next(&mut self) -> std::io::Result<Option<(&[u8], usize)>> {
         self.reader.consume(std::mem::take(&mut self.consumed));
         self.line.clear();
+        self.taken = 0;
         let mut size = 0;
         let mut fast = true;
         loop {
@@ -190,12 +269,14 @@ impl<R: BufRead> Lines<R> {
                 // The whole line is in the buffer: hand it out without copying.
                 Some(i) if fast => {
                     self.consumed = i + 1;
+                    self.taken = i as u64 + 1;
                     let line = trim_cr(&self.reader.fill_buf()?[..i]);
                     return Ok(Some((line, line.len())));
                 }
                 Some(i) => {
                     keep(&mut self.line, self.limit, &buf[..i]);
                     size += i;
+                    self.taken += i as u64 + 1;
                     self.reader.consume(i + 1);
                     break;
                 }
@@ -203,6 +284,7 @@ impl<R: BufRead> Lines<R> {
                     let n = buf.len();
                     keep(&mut self.line, self.limit, buf);
                     size += n;
+                    self.taken += n as u64;
                     self.reader.consume(n);
                     fast = false;
                 }

@@ -22,6 +22,12 @@
 //! source marks, waits for the mark to settle, commits, and only then lets
 //! the partitions go, so the next owner starts where this one's effects end.
 //!
+//! With a state dir, checkpoints take the place of marks: the offsets at a
+//! checkpoint's barrier are committed once the checkpoint is complete (the
+//! records held back for ordering are in it), a revoke takes a checkpoint
+//! first, and a restart seeks every partition to the offset of the
+//! checkpoint it restores, whatever was committed.
+//!
 //! Everything runs on one blocking thread: librdkafka calls the rebalance
 //! and statistics callbacks from inside `poll`, on that thread, so the
 //! reader's state is never contended.
@@ -201,6 +207,7 @@ impl KafkaSource {
             ("fetch.wait.max.ms", "100"),
         ]);
         let reader = Reader {
+            resume: ingest.resume().unwrap_or_default(),
             ingest,
             marks: Marks::default(),
             what: self.what,
@@ -211,6 +218,7 @@ impl KafkaSource {
             last_mark: Instant::now(),
             commit_interval: self.commit_interval,
             failed: None,
+            finished: false,
         };
         let consumer: BaseConsumer<Reading> = config
             .create_with_context(Reading(Mutex::new(reader)))
@@ -221,10 +229,7 @@ impl KafkaSource {
             .map_err(|e| kafka_error(&self.connection.brokers, e))?;
         let result = poll_until_stopped(&consumer);
         let mut reader = consumer.context().lock();
-        if result.is_ok() {
-            reader.settle_all(&consumer);
-        }
-        let finished = reader.ingest.finish_blocking();
+        let finished = reader.finish(&consumer, result.is_ok());
         drop(reader);
         // Dropping the consumer leaves the group; the revoke it triggers
         // finds nothing left to commit.
@@ -346,9 +351,14 @@ struct Partition {
     event_time: Option<i64>,
 }
 
+/// Where the source is: the next offset of every partition it reads.
+type Positions = Vec<(String, i32, i64)>;
+
 /// The source's state: what was read, what is in flight, what is committed.
 struct Reader {
     ingest: Ingest,
+    /// Where the restored checkpoint left each partition.
+    resume: Positions,
     marks: Marks,
     what: String,
     brokers: String,
@@ -361,6 +371,8 @@ struct Reader {
     commit_interval: Duration,
     /// Set when the pipeline stopped taking events, for the poll loop.
     failed: Option<SourceError>,
+    /// The source has told the pipeline it is done.
+    finished: bool,
 }
 
 impl Reader {
@@ -426,16 +438,86 @@ impl Reader {
         Ok(())
     }
 
-    /// Commits what has settled, and marks when it is time to.
+    /// Commits what is safe, and marks (or sends a checkpoint's barrier)
+    /// when it is time to.
     fn tick(&mut self, consumer: &BaseConsumer<Reading>) -> Result<(), SourceError> {
         if let Some(e) = self.failed.take() {
             return Err(e);
+        }
+        if self.ingest.durable() {
+            if self.ingest.barrier_due() {
+                let positions = self.positions();
+                if let Some(seq) = self.ingest.barrier_blocking(&self.named(&positions))? {
+                    self.in_flight.push_back((seq, positions));
+                }
+            }
+            self.commit_checkpointed(consumer, CommitMode::Async);
+            return Ok(());
         }
         while let Some(settled) = self.marks.try_settled() {
             self.commit(consumer, &settled, CommitMode::Async);
         }
         if self.last_mark.elapsed() >= self.commit_interval && self.uncommitted() {
             self.mark()?;
+        }
+        Ok(())
+    }
+
+    /// Each assigned partition's next offset, by the index events carry.
+    fn positions(&self) -> Vec<(u32, i64)> {
+        (self.partitions.iter().enumerate())
+            .filter(|(_, p)| p.assigned && p.next >= 0)
+            .map(|(i, p)| (i as u32, p.next))
+            .collect()
+    }
+
+    /// Positions as a checkpoint keeps them: by topic and partition.
+    fn named(&self, positions: &[(u32, i64)]) -> Positions {
+        (positions.iter())
+            .map(|&(i, next)| {
+                let p = &self.partitions[i as usize];
+                (p.topic.clone(), p.partition, next)
+            })
+            .collect()
+    }
+
+    /// Commits the offsets of the checkpoints completed since the last call.
+    fn commit_checkpointed(&mut self, consumer: &BaseConsumer<Reading>, mode: CommitMode) {
+        let completed = self.ingest.checkpointed();
+        let mut positions = None;
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|(seq, _)| *seq <= completed)
+        {
+            positions = self.in_flight.pop_front().map(|(_, p)| p);
+        }
+        if let Some(positions) = positions {
+            self.commit_positions(consumer, positions, &BTreeMap::new(), mode);
+        }
+    }
+
+    /// The source is stopping: makes everything read safe (unless it
+    /// failed), commits it, and tells the pipeline.
+    fn finish(
+        &mut self,
+        consumer: &BaseConsumer<Reading>,
+        cleanly: bool,
+    ) -> Result<(), SourceError> {
+        self.finished = true;
+        if !self.ingest.durable() || !cleanly {
+            if cleanly {
+                self.settle_all(consumer);
+            }
+            self.ingest.finish_blocking(&())?;
+            return Ok(());
+        }
+        let positions = self.positions();
+        let last = self.ingest.finish_blocking(&self.named(&positions))?;
+        if let Some(seq) = last {
+            self.in_flight.push_back((seq, positions));
+            self.ingest.wait_checkpointed(seq, SETTLE_PATIENCE);
+            self.commit_checkpointed(consumer, CommitMode::Sync);
         }
         Ok(())
     }
@@ -451,10 +533,7 @@ impl Reader {
     fn mark(&mut self) -> Result<u64, SourceError> {
         let ack = self.marks.mark();
         let seq = ack.seq();
-        let positions = (self.partitions.iter().enumerate())
-            .filter(|(_, p)| p.assigned && p.next >= 0)
-            .map(|(i, p)| (i as u32, p.next))
-            .collect();
+        let positions = self.positions();
         self.in_flight.push_back((seq, positions));
         self.last_mark = Instant::now();
         self.ingest.mark_blocking(ack)?;
@@ -475,9 +554,21 @@ impl Reader {
         let Some(positions) = positions.filter(|_| settled.complete) else {
             return;
         };
+        self.commit_positions(consumer, positions, &settled.held, mode);
+    }
+
+    /// Commits `positions`, except below what a worker still `held` back,
+    /// for partitions still assigned.
+    fn commit_positions(
+        &mut self,
+        consumer: &BaseConsumer<Reading>,
+        positions: Vec<(u32, i64)>,
+        held: &BTreeMap<u32, u64>,
+        mode: CommitMode,
+    ) {
         let mut tpl = TopicPartitionList::new();
         for (index, next) in positions {
-            let held = settled.held.get(&index).map_or(i64::MAX, |&h| h as i64);
+            let held = held.get(&index).map_or(i64::MAX, |&h| h as i64);
             let offset = next.min(held);
             let p = &mut self.partitions[index as usize];
             if p.assigned && offset > p.committed {
@@ -516,22 +607,49 @@ impl Reader {
         }
     }
 
-    /// New partitions: places them where `start` says if this run has not
-    /// had them before.
+    /// Takes a checkpoint now and commits what it covers.
+    fn checkpoint_now(&mut self, consumer: &BaseConsumer<Reading>) {
+        let positions = self.positions();
+        match self
+            .ingest
+            .checkpoint_now_blocking(&self.named(&positions), SETTLE_PATIENCE)
+        {
+            Ok(Some(seq)) => {
+                self.in_flight.push_back((seq, positions));
+                self.commit_checkpointed(consumer, CommitMode::Sync);
+            }
+            Ok(None) => tracing::warn!(
+                "{}: no checkpoint completed within {:?}; what was read is not committed and will be read again",
+                self.what,
+                SETTLE_PATIENCE
+            ),
+            Err(e) => self.failed = Some(e.into()),
+        }
+    }
+
+    /// New partitions: places them where the restored checkpoint left them,
+    /// or where `start` says, if this run has not had them before.
     fn assigned(&mut self, consumer: &BaseConsumer<Reading>, tpl: &mut TopicPartitionList) {
-        let mut fresh = TopicPartitionList::new();
+        let (mut fresh, mut restored) = (TopicPartitionList::new(), TopicPartitionList::new());
         for element in tpl.elements() {
-            let index = self.index_of(element.topic(), element.partition());
+            let (topic, partition) = (element.topic(), element.partition());
+            let index = self.index_of(topic, partition);
             let p = &mut self.partitions[index as usize];
+            let resume = (self.resume.iter()).find(|(t, n, _)| t == topic && *n == partition);
             let offset = match self.start {
                 _ if p.seen => None,
+                _ if resume.is_some() => {
+                    let next = resume.map_or(0, |&(_, _, next)| next);
+                    let _ = restored.add_partition_offset(topic, partition, Offset::Offset(next));
+                    None
+                }
                 Start::Committed => None,
                 Start::Earliest => Some(Offset::Beginning),
                 Start::Latest => Some(Offset::End),
                 Start::Time(ms) => Some(Offset::Offset(ms)),
             };
             if let Some(offset) = offset {
-                let _ = fresh.add_partition_offset(element.topic(), element.partition(), offset);
+                let _ = fresh.add_partition_offset(topic, partition, offset);
             }
             p.assigned = true;
             p.seen = true;
@@ -550,7 +668,7 @@ impl Reader {
                 }
             }
         }
-        for element in fresh.elements() {
+        for element in fresh.elements().iter().chain(&restored.elements()) {
             let _ =
                 tpl.set_partition_offset(element.topic(), element.partition(), element.offset());
         }
@@ -560,7 +678,12 @@ impl Reader {
     /// Partitions taken away: everything read from them is made safe and
     /// committed before they go.
     fn revoked(&mut self, consumer: &BaseConsumer<Reading>, tpl: &TopicPartitionList) {
-        self.settle_all(consumer);
+        match self.ingest.durable() {
+            // Leaving the group after the last checkpoint: nothing left.
+            true if self.finished => {}
+            true => self.checkpoint_now(consumer),
+            false => self.settle_all(consumer),
+        }
         for element in tpl.elements() {
             let index = self.index_of(element.topic(), element.partition());
             let p = &mut self.partitions[index as usize];

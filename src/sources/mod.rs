@@ -1,6 +1,7 @@
 //! Sources: where events come from.
 //!
-//! A source reads raw messages and hands each to its [`Ingest`], which
+//! A source reads raw messages and hands each to its
+//! [`Ingest`](crate::runtime::Ingest), which
 //! decodes it (or dead-letters it with its reason and origin) and routes the
 //! event to the worker that owns its key. Sources only move bytes; decoding,
 //! routing and back-pressure are the same for all of them.
@@ -11,15 +12,11 @@ pub mod mqtt;
 pub mod sim;
 
 use crate::config::{ConfigError, Context, Duration, Node, Registry, Spanned, from_node};
-use crate::event::Event;
-use crate::event::decode::{
-    DEFAULT_MAX_MESSAGE_BYTES, DecodeError, DecodeSpec, Decoder, KeySpec, TimeSpec,
-};
-use crate::runtime::{Ack, BoxFuture, DeadLetters, Metrics, Router, Shutdown};
+use crate::event::decode::{DEFAULT_MAX_MESSAGE_BYTES, DecodeSpec, KeySpec, TimeSpec};
+use crate::runtime::{BoxFuture, Closed, Ingest};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
-use std::sync::Arc;
 
 /// Every source type, by the name pipelines use in `type:`.
 pub const REGISTRY: Registry<dyn SourceSpec> = Registry {
@@ -57,9 +54,6 @@ pub fn from_uri(uri: &str) -> Result<Box<dyn SourceSpec>, String> {
     }
 }
 
-/// How much of an oversized message the dead-letter record keeps.
-const OVERSIZED_PREFIX: usize = 1024;
-
 /// Settings every source shares: how its records are keyed, timed and
 /// ordered.
 #[derive(Clone, Debug, Deserialize)]
@@ -78,15 +72,40 @@ pub struct SourceCommon {
     /// Larger messages are dead-lettered as oversized.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Events stamped further ahead than this are dead-lettered: of the
+    /// wall clock when live, of the key's latest event in a replay. One
+    /// reading dated 2099 would otherwise make every later reading of its
+    /// device late.
+    #[serde(default = "one_hour")]
+    pub max_future: Duration,
+    /// A key silent this long (on the timer clock: wall clock when live,
+    /// event time in replays) is forgotten: its open windows are emitted
+    /// and its state dropped, so a fleet that churns devices does not
+    /// grow memory forever. Default: never.
+    pub idle_timeout: Option<Duration>,
+    /// At most this many keys from this source at once; events of further
+    /// keys are dead-lettered until idle ones are forgotten.
+    pub max_keys: Option<usize>,
 }
 
 fn default_max_message_bytes() -> usize {
     DEFAULT_MAX_MESSAGE_BYTES
 }
 
+fn one_hour() -> Duration {
+    Duration(3_600_000)
+}
+
 impl SourceCommon {
-    pub const KEYS: &'static [&'static str] =
-        &["key", "time", "max_out_of_orderness", "max_message_bytes"];
+    pub const KEYS: &'static [&'static str] = &[
+        "key",
+        "time",
+        "max_out_of_orderness",
+        "max_message_bytes",
+        "max_future",
+        "idle_timeout",
+        "max_keys",
+    ];
 
     pub fn decode_spec(&self) -> DecodeSpec {
         DecodeSpec {
@@ -150,109 +169,14 @@ pub enum SourceError {
     Mqtt(#[from] crate::mqtt::MqttError),
     #[error(transparent)]
     Kafka(#[from] crate::kafka::Error),
+    #[error("state dir: {0}")]
+    State(String),
     #[error("the pipeline stopped before the source ended")]
     Closed,
 }
 
-/// A source's way into the pipeline: decode, dead-letter, route.
-pub struct Ingest {
-    /// Id of the source, for dead-letter records.
-    pub id: Arc<str>,
-    decoder: Decoder,
-    router: Router,
-    dead_letters: DeadLetters,
-    metrics: Arc<Metrics>,
-    shutdown: Shutdown,
-}
-
-impl Ingest {
-    pub fn new(
-        id: Arc<str>,
-        decoder: Decoder,
-        router: Router,
-        dead_letters: DeadLetters,
-        metrics: Arc<Metrics>,
-        shutdown: Shutdown,
-    ) -> Self {
-        Ingest {
-            id,
-            decoder,
-            router,
-            dead_letters,
-            metrics,
-            shutdown,
-        }
-    }
-
-    pub fn decoder(&self) -> &Decoder {
-        &self.decoder
-    }
-
-    pub fn shutdown_requested(&self) -> bool {
-        self.shutdown.is_requested()
-    }
-
-    /// The shutdown flag, for loops that hold the `Ingest` mutably.
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
-    }
-
-    /// Dead-letters a message that could not be decoded. Blocks while the
-    /// dead-letter sink is behind: rejected messages are never dropped. An
-    /// oversized payload is kept only in part, so a flood of huge messages
-    /// cannot exhaust memory on their way to the dead-letter sink.
-    pub fn reject_blocking(
-        &self,
-        error: &DecodeError,
-        origin: serde_json::Value,
-        payload: &[u8],
-    ) -> Result<(), SourceError> {
-        let payload = match error {
-            DecodeError::TooLarge { .. } => &payload[..payload.len().min(OVERSIZED_PREFIX)],
-            _ => payload,
-        };
-        self.dead_letters
-            .send_blocking(&self.id, &error.to_string(), origin, payload)
-            .map_err(|_| SourceError::Closed)
-    }
-
-    /// Counts messages the broker marked as possibly delivered before.
-    pub fn count_redelivered(&self, n: u64) {
-        self.metrics.redelivered(n);
-    }
-
-    /// Hands a decoded event to its worker, blocking while workers are behind.
-    pub fn route_blocking(&mut self, event: Event) -> Result<(), SourceError> {
-        self.router
-            .route_blocking(event)
-            .map_err(|_| SourceError::Closed)
-    }
-
-    /// Sends events still batched to their workers.
-    pub fn flush_blocking(&mut self) -> Result<(), SourceError> {
-        self.router
-            .flush_blocking()
-            .map_err(|_| SourceError::Closed)
-    }
-
-    /// Sends `ack` behind everything this source has handed over so far:
-    /// events to their workers, rejected messages to the dead-letter sink.
-    pub fn mark_blocking(&mut self, ack: Ack) -> Result<(), SourceError> {
-        self.router
-            .mark_blocking(&ack)
-            .map_err(|_| SourceError::Closed)?;
-        self.dead_letters
-            .ack_blocking(ack.share())
-            .map_err(|_| SourceError::Closed)?;
-        ack.done();
-        Ok(())
-    }
-
-    /// Tells the workers this source has ended, so they can release the
-    /// events they were holding back for ordering.
-    pub fn finish_blocking(&mut self) -> Result<(), SourceError> {
-        self.router
-            .finish_blocking()
-            .map_err(|_| SourceError::Closed)
+impl From<Closed> for SourceError {
+    fn from(_: Closed) -> Self {
+        SourceError::Closed
     }
 }

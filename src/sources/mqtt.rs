@@ -10,28 +10,37 @@
 //!   time: ts
 //! ```
 //!
-//! Delivery is at-least-once: a QoS 1 message is acknowledged only after
-//! its event is in the pipeline (handed to the worker that owns its key),
-//! so a message floe never acknowledged is redelivered by the broker after
-//! a crash. With `clean_session: false` (the default) the broker keeps the
-//! session, and queues messages while floe is down.
+//! Delivery is at-least-once. Without a state dir, a QoS 1 message is
+//! acknowledged once its event is in the pipeline (handed to the worker
+//! that owns its key): a crash of floe loses what was acknowledged and not
+//! yet processed. With a state dir (`floe run --state-dir`), each message
+//! is first appended to a write-ahead journal there, and acknowledged only
+//! once the journal is fsynced (group commit: one fsync for everything
+//! that arrived meanwhile); a restart replays the journal from the last
+//! checkpoint's position, so nothing acknowledged is lost. With
+//! `clean_session: false` (the default) the broker keeps the session, and
+//! queues messages while floe is down.
 //!
 //! Two tasks share the work. The poller drives rumqttc's event loop, which
 //! must be polled continuously (pings and acknowledgements go out only
 //! while it is), and forwards messages; the decoder, on a blocking thread
 //! like every source's, decodes and routes them, and acknowledges them
-//! once they are routed. A bad payload is dead-lettered with its topic and
-//! acknowledged: it is handled, and the connection is never dropped for it.
+//! (or journals them, and the journal's writer acknowledges). A bad
+//! payload is dead-lettered with its topic and acknowledged: it is
+//! handled, and the connection is never dropped for it.
 
-use super::{Carries, Ingest, Source, SourceError, SourceSpec};
+use super::{Carries, Source, SourceError, SourceSpec};
 use crate::config::{ConfigError, Context, Node};
 use crate::event::decode::Envelope;
 use crate::mqtt::{
     self, Client, Connection, EventLoop, Filters, Incoming, Link, Message, MqttError, QoS, Qos,
 };
 use crate::runtime::BoxFuture;
-use crate::runtime::Shutdown;
+use crate::runtime::{Checkpoints, Ingest, Shutdown};
+use crate::state::journal::{self, Appender, Journal};
 use serde::Deserialize;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -124,6 +133,8 @@ struct MqttSource {
 /// What the poller hands the decoder.
 enum Item {
     Message(Message),
+    /// A checkpoint waits for this source's barrier.
+    Barrier,
     /// Finish: route and acknowledge what came before, then end.
     Stop,
 }
@@ -147,6 +158,9 @@ impl MqttSource {
         let shutdown = ingest.shutdown_handle();
         let (tx, rx) = mpsc::channel(QUEUE);
         let stopper = tokio::spawn(stop_on(shutdown.clone(), tx.clone()));
+        let barriers = ingest
+            .checkpoints()
+            .map(|c| tokio::spawn(barriers(c, tx.clone())));
         let subscriber = Subscriber {
             client: client.clone(),
             topics,
@@ -159,6 +173,7 @@ impl MqttSource {
             .await
             .unwrap_or(Err(SourceError::Closed));
         stopper.abort();
+        barriers.inspect(|b| b.abort());
         // The disconnect goes out after the acknowledgements queued before it.
         client.try_disconnect();
         let polled = match tokio::time::timeout(DISCONNECT_PATIENCE, &mut poller).await {
@@ -170,6 +185,19 @@ impl MqttSource {
         };
         polled?;
         decoded
+    }
+}
+
+/// Asks the decoder for a barrier whenever a checkpoint wants one, so a
+/// quiet stream does not hold checkpoints up.
+async fn barriers(checkpoints: Arc<Checkpoints>, tx: mpsc::Sender<Item>) {
+    let mut seen = checkpoints.requested();
+    loop {
+        checkpoints.requested_after(seen).await;
+        seen = checkpoints.requested();
+        if tx.send(Item::Barrier).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -242,23 +270,28 @@ impl Subscriber {
     }
 }
 
-/// Decodes and routes forwarded messages until told to stop, acknowledging
-/// each once its event is with the workers.
+/// Decodes and routes forwarded messages until told to stop, and has
+/// them acknowledged once safe.
 fn decode(
     mut ingest: Ingest,
     mut rx: mpsc::Receiver<Item>,
     client: &Client,
     broker: &str,
 ) -> Result<(), SourceError> {
-    let mut unacked = Vec::new();
-    let mut position = 0u64;
+    let mut acks = match ingest.state_dir() {
+        Some(dir) => Acks::Journaled(Journaled::open(&mut ingest, &dir, client, broker)?),
+        None => Acks::Routed {
+            unacked: Vec::new(),
+            position: 0,
+        },
+    };
     loop {
         let item = match rx.try_recv() {
             Ok(item) => item,
             Err(TryRecvError::Empty) => {
                 // Caught up: settle before waiting, so a quiet stream's
                 // events are neither held in a batch nor left unacknowledged.
-                settle(&mut ingest, client, &mut unacked)?;
+                acks.settle(&mut ingest, client)?;
                 match rx.blocking_recv() {
                     Some(item) => item,
                     None => break,
@@ -266,50 +299,213 @@ fn decode(
             }
             Err(TryRecvError::Disconnected) => break,
         };
-        let Item::Message(message) = item else { break };
-        position += 1;
+        let message = match item {
+            Item::Message(message) => message,
+            Item::Barrier => {
+                acks.barrier(&mut ingest)?;
+                continue;
+            }
+            Item::Stop => break,
+        };
         if message.redelivered() {
             ingest.count_redelivered(1);
         }
-        let topic = message.topic();
-        let envelope = Envelope {
-            topic: Some(topic),
+        let position = acks.position();
+        take(
+            &mut ingest,
+            message.topic(),
+            message.payload(),
             position,
-            ..Envelope::default()
-        };
-        match ingest
-            .decoder()
-            .decode_message(message.payload(), &envelope)
-        {
-            Ok(event) => ingest.route_blocking(event)?,
-            Err(error) => {
-                let origin =
-                    serde_json::json!({"broker": broker, "topic": topic, "message": position});
-                ingest.reject_blocking(&error, origin, message.payload())?;
-            }
-        }
-        if message.needs_ack() {
-            unacked.push(message);
-            if unacked.len() >= ACK_BATCH {
-                settle(&mut ingest, client, &mut unacked)?;
-            }
-        }
+            broker,
+        )?;
+        acks.taken(&mut ingest, client, message)?;
     }
-    settle(&mut ingest, client, &mut unacked)?;
-    ingest.finish_blocking()
+    acks.settle(&mut ingest, client)?;
+    ingest.finish_blocking(&acks.last())?;
+    Ok(())
 }
 
-/// Hands routed events to the workers, then acknowledges their messages.
-fn settle(
+/// Decodes one message and routes its event, or dead-letters it.
+fn take(
     ingest: &mut Ingest,
-    client: &Client,
-    unacked: &mut Vec<Message>,
+    topic: &str,
+    payload: &[u8],
+    position: u64,
+    broker: &str,
 ) -> Result<(), SourceError> {
-    ingest.flush_blocking()?;
-    for message in unacked.drain(..) {
-        // A refused ack means the event loop has ended; the broker
-        // redelivers the message to the next session.
-        client.try_ack(&message);
+    let envelope = Envelope {
+        topic: Some(topic),
+        position,
+        ..Envelope::default()
+    };
+    match ingest.decoder().decode_message(payload, &envelope) {
+        Ok(event) => ingest.route_blocking(event)?,
+        Err(error) => {
+            let origin = serde_json::json!({"broker": broker, "topic": topic, "message": position});
+            ingest.reject_blocking(&error, origin, payload)?;
+        }
     }
     Ok(())
+}
+
+/// When messages are acknowledged.
+enum Acks {
+    /// Once routed to the workers (no state dir).
+    Routed {
+        unacked: Vec<Message>,
+        /// Messages taken, as their origin's number.
+        position: u64,
+    },
+    /// Once in the journal.
+    Journaled(Journaled),
+}
+
+/// The journal, and which of its positions checkpoints still need.
+struct Journaled {
+    appender: Appender<Message>,
+    /// The journal position at each barrier sent and not yet completed.
+    barriers: VecDeque<(u64, u64)>,
+    /// The position of the last completed checkpoint: the journal keeps
+    /// what follows it, for a restore that falls back to it.
+    kept_from: u64,
+}
+
+impl Journaled {
+    /// Opens the journal and replays what came after the restored
+    /// checkpoint: those messages were acknowledged, so the broker will not
+    /// send them again.
+    fn open(
+        ingest: &mut Ingest,
+        dir: &std::path::Path,
+        client: &Client,
+        broker: &str,
+    ) -> Result<Journaled, SourceError> {
+        let journal = Journal::open(dir).map_err(|e| SourceError::State(e.to_string()))?;
+        let from = ingest.resume::<u64>().unwrap_or(0);
+        let mut failed = None;
+        let replayed = journal
+            .replay(from, |record: journal::Record| {
+                if failed.is_none()
+                    && let Err(e) = take(ingest, &record.topic, &record.payload, record.seq, broker)
+                {
+                    failed = Some(e);
+                }
+            })
+            .map_err(|e| SourceError::State(e.to_string()))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if replayed > 0 {
+            tracing::info!(
+                "source \"{}\": replayed {replayed} journaled messages",
+                ingest.id
+            );
+        }
+        let acker = client.clone();
+        let appender = journal
+            .start(move |message: Message| {
+                if message.needs_ack() {
+                    // Refused once the event loop has ended: the broker
+                    // redelivers the message to the next session.
+                    acker.try_ack(&message);
+                }
+            })
+            .map_err(|e| SourceError::State(e.to_string()))?;
+        Ok(Journaled {
+            appender,
+            barriers: VecDeque::new(),
+            kept_from: from,
+        })
+    }
+
+    /// Lets the journal drop what the checkpoints completed since the last
+    /// call no longer need.
+    fn forget(&mut self, completed: u64) {
+        while let Some(&(seq, position)) = self.barriers.front() {
+            if seq > completed {
+                break;
+            }
+            self.barriers.pop_front();
+            // Keep from the checkpoint before this one: a restore falls
+            // back to it if this one turns out unreadable.
+            self.appender.forget_through(self.kept_from);
+            self.kept_from = position;
+        }
+    }
+}
+
+impl Acks {
+    /// The position of the next message.
+    fn position(&self) -> u64 {
+        match self {
+            Acks::Routed { position, .. } => position + 1,
+            Acks::Journaled(j) => j.appender.last() + 1,
+        }
+    }
+
+    /// The position of the last message taken.
+    fn last(&self) -> u64 {
+        self.position() - 1
+    }
+
+    /// The message's event has been routed (or it was dead-lettered).
+    fn taken(
+        &mut self,
+        ingest: &mut Ingest,
+        client: &Client,
+        message: Message,
+    ) -> Result<(), SourceError> {
+        match self {
+            Acks::Routed { unacked, position } => {
+                *position += 1;
+                if message.needs_ack() {
+                    unacked.push(message);
+                    if unacked.len() >= ACK_BATCH {
+                        self.settle(ingest, client)?;
+                    }
+                }
+            }
+            Acks::Journaled(j) => {
+                let stopped =
+                    |_| SourceError::State("the journal stopped writing (see the log)".into());
+                let framed = j
+                    .appender
+                    .frame(message.topic(), message.payload())
+                    .map_err(stopped)?;
+                j.appender.push(framed, message).map_err(stopped)?;
+                if ingest.barrier_due() {
+                    self.barrier(ingest)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands routed events to the workers, then acknowledges what is safe.
+    fn settle(&mut self, ingest: &mut Ingest, client: &Client) -> Result<(), SourceError> {
+        ingest.flush_blocking()?;
+        match self {
+            Acks::Routed { unacked, .. } => {
+                for message in unacked.drain(..) {
+                    // A refused ack means the event loop has ended; the
+                    // broker redelivers the message to the next session.
+                    client.try_ack(&message);
+                }
+            }
+            Acks::Journaled(j) => j.forget(ingest.checkpointed()),
+        }
+        Ok(())
+    }
+
+    /// Sends this source's barrier, if a checkpoint waits for it.
+    fn barrier(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
+        let last = self.last();
+        if let Some(seq) = ingest.barrier_blocking(&last)?
+            && let Acks::Journaled(j) = self
+        {
+            j.barriers.push_back((seq, last));
+            j.forget(ingest.checkpointed());
+        }
+        Ok(())
+    }
 }

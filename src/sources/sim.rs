@@ -102,13 +102,17 @@ impl Source for SimSource {
                     pace,
                     limit,
                 } = *self;
+                let skip = ingest.resume::<u64>().unwrap_or(0);
                 let mut out = IngestOutput {
                     ingest,
-                    position: 0,
+                    position: skip,
                 };
                 let stop = out.ingest.shutdown_handle();
-                run::run(&mut sim, &mut out, pace, limit, || stop.is_requested())?;
-                out.ingest.finish_blocking()
+                run::run(&mut sim, &mut out, pace, limit, skip, || {
+                    stop.is_requested()
+                })?;
+                out.ingest.finish_blocking(&out.position)?;
+                Ok(())
             })
             .await
             .unwrap_or(Err(SourceError::Closed))
@@ -119,7 +123,8 @@ impl Source for SimSource {
 /// Decodes simulated messages into the pipeline.
 struct IngestOutput {
     ingest: Ingest,
-    /// Number of the message, as its origin.
+    /// Messages made so far (the number of the last one, as its origin):
+    /// where a restored run resumes.
     position: u64,
 }
 
@@ -127,18 +132,23 @@ impl Output for IngestOutput {
     type Error = SourceError;
 
     fn message(&mut self, device: &str, line: &str) -> Result<(), SourceError> {
+        if self.ingest.barrier_due() {
+            self.ingest.barrier_blocking(&self.position)?;
+        }
         self.position += 1;
         match self
             .ingest
             .decoder()
             .decode_json(line.as_bytes(), self.position)
         {
-            Ok(event) => self.ingest.route_blocking(event),
+            Ok(event) => self.ingest.route_blocking(event)?,
             Err(error) => {
                 let origin = serde_json::json!({"device": device, "message": self.position});
-                self.ingest.reject_blocking(&error, origin, line.as_bytes())
+                self.ingest
+                    .reject_blocking(&error, origin, line.as_bytes())?
             }
         }
+        Ok(())
     }
 
     fn label(&mut self, label: &Label) -> Result<(), SourceError> {
@@ -147,6 +157,6 @@ impl Output for IngestOutput {
     }
 
     fn flush(&mut self) -> Result<(), SourceError> {
-        self.ingest.flush_blocking()
+        Ok(self.ingest.flush_blocking()?)
     }
 }

@@ -159,9 +159,9 @@ impl Floe {
         let log = dir.join(log_name);
         let child = super::floe()
             .args(args)
-            .envs(envs.iter().copied())
             .current_dir(dir)
             .env("FLOE_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

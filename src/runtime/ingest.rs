@@ -1,0 +1,274 @@
+//! A source's way into the pipeline: decode, dead-letter, route, and take
+//! part in checkpoints.
+//!
+//! Sources only move bytes. They hand each message to their [`Ingest`],
+//! which decodes it (or dead-letters it with its reason and origin) and
+//! routes the event to the worker that owns its key. With a state dir, a
+//! source also says where it is in its input when a checkpoint asks
+//! ([`Ingest::barrier_due`], [`Ingest::barrier_blocking`]), and where a
+//! restored run resumes it ([`Ingest::resume`]).
+
+use super::checkpoint::{Barrier, Checkpoints};
+use super::{Ack, DeadLetters, Metrics, Router, Shutdown};
+use crate::event::Event;
+use crate::event::decode::{DecodeError, Decoder};
+use crate::state::codec;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How much of an oversized message the dead-letter record keeps.
+const OVERSIZED_PREFIX: usize = 1024;
+
+/// The pipeline has stopped taking events.
+#[derive(Debug)]
+pub struct Closed;
+
+pub struct Ingest {
+    /// Id of the source, for dead-letter records.
+    pub id: Arc<str>,
+    source: u16,
+    decoder: Decoder,
+    router: Router,
+    dead_letters: DeadLetters,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+    /// Present when the run keeps state.
+    checkpoints: Option<Arc<Checkpoints>>,
+    /// The last checkpoint this source looked at.
+    joined: u64,
+    finished: bool,
+}
+
+impl Ingest {
+    pub fn new(
+        id: Arc<str>,
+        decoder: Decoder,
+        router: Router,
+        dead_letters: DeadLetters,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+        checkpoints: Option<Arc<Checkpoints>>,
+    ) -> Self {
+        let joined = checkpoints.as_ref().map_or(0, |c| c.requested());
+        Ingest {
+            id,
+            source: router.source(),
+            decoder,
+            router,
+            dead_letters,
+            metrics,
+            shutdown,
+            checkpoints,
+            joined,
+            finished: false,
+        }
+    }
+
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown.is_requested()
+    }
+
+    /// The shutdown flag, for loops that hold the `Ingest` mutably.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Whether the run keeps state (a state dir): a source then saves its
+    /// position at checkpoints and acknowledges input only once durable.
+    pub fn durable(&self) -> bool {
+        self.checkpoints.is_some()
+    }
+
+    /// A directory of its own in the state dir, for a source that keeps
+    /// files (the MQTT journal).
+    pub fn state_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.checkpoints.as_ref()?.source_dir(&self.id))
+    }
+
+    /// The checkpoint handle, for sources that wait on it (see
+    /// [`Checkpoints::requested_after`]).
+    pub fn checkpoints(&self) -> Option<Arc<Checkpoints>> {
+        self.checkpoints.clone()
+    }
+
+    /// Where the restored checkpoint says this source was, as it saved it.
+    /// `None` on a first run, or when the source's definition changed.
+    pub fn resume<P: DeserializeOwned>(&self) -> Option<P> {
+        let bytes = self.checkpoints.as_ref()?.resume(self.source as usize)?;
+        match codec::decode(bytes) {
+            Ok(position) => Some(position),
+            Err(e) => {
+                tracing::warn!(
+                    "source \"{}\": saved position unreadable ({e}); starting afresh",
+                    self.id
+                );
+                None
+            }
+        }
+    }
+
+    /// Dead-letters a message that could not be decoded. Blocks while the
+    /// dead-letter sink is behind: rejected messages are never dropped. An
+    /// oversized payload is kept only in part, so a flood of huge messages
+    /// cannot exhaust memory on their way to the dead-letter sink.
+    pub fn reject_blocking(
+        &self,
+        error: &DecodeError,
+        origin: serde_json::Value,
+        payload: &[u8],
+    ) -> Result<(), Closed> {
+        let payload = match error {
+            DecodeError::TooLarge { .. } => &payload[..payload.len().min(OVERSIZED_PREFIX)],
+            _ => payload,
+        };
+        self.dead_letters
+            .send_blocking(&self.id, &error.to_string(), origin, payload)
+            .map_err(|_| Closed)
+    }
+
+    /// Counts messages the broker marked as possibly delivered before.
+    pub fn count_redelivered(&self, n: u64) {
+        self.metrics.redelivered(n);
+    }
+
+    /// Hands a decoded event to its worker, blocking while workers are behind.
+    pub fn route_blocking(&mut self, event: Event) -> Result<(), Closed> {
+        self.router.route_blocking(event).map_err(|_| Closed)
+    }
+
+    /// Sends events still batched to their workers.
+    pub fn flush_blocking(&mut self) -> Result<(), Closed> {
+        self.router.flush_blocking().map_err(|_| Closed)
+    }
+
+    /// Sends `ack` behind everything this source has handed over so far:
+    /// events to their workers, rejected messages to the dead-letter sink.
+    pub fn mark_blocking(&mut self, ack: Ack) -> Result<(), Closed> {
+        self.router.mark_blocking(&ack).map_err(|_| Closed)?;
+        self.dead_letters
+            .ack_blocking(ack.share())
+            .map_err(|_| Closed)?;
+        ack.done();
+        Ok(())
+    }
+
+    /// Whether a checkpoint waits for this source's barrier. Cheap: an
+    /// atomic load, for sources to ask per message.
+    pub fn barrier_due(&self) -> bool {
+        self.checkpoints
+            .as_ref()
+            .is_some_and(|c| c.due(self.joined))
+    }
+
+    /// If a checkpoint waits for it, sends this source's barrier behind
+    /// everything handed over so far, with `position`: where the source
+    /// resumes if the run is restored from this checkpoint. Returns the
+    /// checkpoint's number.
+    pub fn barrier_blocking<P: Serialize>(&mut self, position: &P) -> Result<Option<u64>, Closed> {
+        let Some(checkpoints) = self.checkpoints.clone() else {
+            return Ok(None);
+        };
+        self.joined = checkpoints.requested();
+        match checkpoints.join(self.source as usize) {
+            Some(barrier) => self.send_barrier(&checkpoints, barrier, position).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The last checkpoint completed (0 before any): what it covers may be
+    /// forgotten.
+    pub fn checkpointed(&self) -> u64 {
+        self.checkpoints.as_ref().map_or(0, |c| c.completed())
+    }
+
+    /// Asks for a checkpoint now and waits up to `patience` for it to
+    /// complete, this source's barrier (at `position`) included.
+    pub fn checkpoint_now_blocking<P: Serialize>(
+        &mut self,
+        position: &P,
+        patience: Duration,
+    ) -> Result<Option<u64>, Closed> {
+        let Some(checkpoints) = self.checkpoints.clone() else {
+            return Ok(None);
+        };
+        checkpoints.request_now();
+        let Some(barrier) = checkpoints.join_final(self.source as usize) else {
+            return Ok(None);
+        };
+        self.joined = barrier.seq;
+        let seq = self.send_barrier(&checkpoints, barrier, position)?;
+        Ok(checkpoints.wait_completed(seq, patience).then_some(seq))
+    }
+
+    fn send_barrier<P: Serialize>(
+        &mut self,
+        checkpoints: &Checkpoints,
+        barrier: Barrier,
+        position: &P,
+    ) -> Result<u64, Closed> {
+        let seq = barrier.seq;
+        match codec::encode(position) {
+            Ok(bytes) => checkpoints.position(seq, self.source as usize, bytes),
+            // The barrier still goes out; without a position the source
+            // starts afresh on restore, which is logged there.
+            Err(e) => tracing::error!("source \"{}\": cannot save its position: {e}", self.id),
+        }
+        self.router.barrier_blocking(&barrier).map_err(|_| Closed)?;
+        self.dead_letters
+            .ack_blocking(barrier.ack.share())
+            .map_err(|_| Closed)?;
+        barrier.ack.done();
+        Ok(seq)
+    }
+
+    /// The source is done, at `position`. At the end of its input, the
+    /// workers release what they held back for ordering; when stopped
+    /// (Ctrl-C) with a state dir, they keep it, and the last checkpoint
+    /// (taken now) holds it for the next run.
+    ///
+    /// Returns the number of that last checkpoint, to wait for with
+    /// [`wait_checkpointed`](Self::wait_checkpointed).
+    pub fn finish_blocking<P: Serialize>(&mut self, position: &P) -> Result<Option<u64>, Closed> {
+        self.router.flush_blocking().map_err(|_| Closed)?;
+        let stopped = self.durable() && self.shutdown.is_requested();
+        let mut last = None;
+        if let Some(checkpoints) = self.checkpoints.clone()
+            && let Some(barrier) = checkpoints.join_final(self.source as usize)
+        {
+            last = Some(self.send_barrier(&checkpoints, barrier, position)?);
+        }
+        self.finished = true;
+        let done = self.router.finish_blocking(stopped).map_err(|_| Closed);
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.leave(self.source as usize);
+        }
+        done.map(|()| last)
+    }
+
+    /// Waits up to `patience` for checkpoint `seq` to complete.
+    pub fn wait_checkpointed(&self, seq: u64, patience: Duration) -> bool {
+        self.checkpoints
+            .as_ref()
+            .is_some_and(|c| c.wait_completed(seq, patience))
+    }
+}
+
+impl Drop for Ingest {
+    /// A source that failed without finishing: checkpoints stop waiting
+    /// for it, and the workers hear it is gone.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.router.try_finish(self.durable());
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.leave(self.source as usize);
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Durable state under `--state-dir`: checkpoints of every key's operator
+//! state with the sources' positions ([`store`]), and the write-ahead
+//! journal that lets an MQTT source acknowledge messages before a
+//! checkpoint covers them ([`journal`]).
+//!
+//! This module only reads and writes files; the runtime decides what goes
+//! in them and when (see `runtime::checkpoint`).
+
+pub mod codec;
+pub mod journal;
+pub mod store;
+
+pub use codec::CodecError;
+pub use store::{Component, Manifest, Restored, StateError, Store};
