@@ -439,3 +439,61 @@ fn sigterm_stops_a_paced_replay_cleanly_and_flushes_what_was_processed() {
         stderr(&out)
     );
 }
+
+#[test]
+fn dedup_after_the_source_makes_redelivered_readings_count_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two trucks, one warm reading a minute each for five minutes, every
+    // line delivered twice (as a broker does after a reconnect), one id
+    // written `2.0` the second time.
+    let mut lines = Vec::new();
+    for minute in 0..5 {
+        for device in ["t1", "t2"] {
+            let line = |seq: &str| {
+                format!(
+                    r#"{{"device":"{device}","ts":"{}","seq":{seq},"temperature_c":5.0}}"#,
+                    rfc3339(START + minute * 60_000)
+                )
+            };
+            let seq = minute.to_string();
+            lines.push(line(&seq));
+            lines.push(line(if minute == 2 { "2.0" } else { &seq }));
+        }
+    }
+    lines.push(r#"{"device":"t1","ts":"2026-11-23T10:05:00Z","temperature_c":5.0}"#.into());
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    write(
+        dir.path(),
+        "pipeline.yaml",
+        r#"
+sources:
+  trucks: {type: file, path: in.jsonl, key: device, time: ts}
+operators:
+  once: {type: dedup, inputs: [trucks], field: seq, ttl: 10m}
+  readings:
+    type: window
+    inputs: [once]
+    size: 10m
+    aggregates: {n: count()}
+sinks:
+  events: {type: file, inputs: [once], path: events.jsonl}
+  counts: {type: file, inputs: [readings], path: counts.jsonl}
+"#,
+    );
+    let out = run_in(dir.path(), &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Each reading once, and the one without an id.
+    assert_eq!(json_lines(&dir.path().join("events.jsonl")).len(), 11);
+    let counts = json_lines(&dir.path().join("counts.jsonl"));
+    let mut counts: Vec<_> = counts
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_string(),
+                c["n"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    counts.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(counts, [("t1".into(), 6.0), ("t2".into(), 5.0)]);
+}

@@ -34,6 +34,7 @@ invalid!(
     bad_field_reference,
     bad_tests,
     cycle,
+    dedup_options,
     detection_options,
     everything_at_once,
     missing_env,
