@@ -497,3 +497,55 @@ sinks:
     counts.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(counts, [("t1".into(), 6.0), ("t2".into(), 5.0)]);
 }
+
+#[test]
+fn a_condition_of_twenty_thousand_terms_validates_and_filters_and_one_nested_too_deep_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let condition = vec!["temperature_c > 4"; 20_000].join(" && ");
+    let pipeline = |condition: &str| {
+        format!(
+            r#"
+sources:
+  trucks: {{type: file, path: in.jsonl, key: device, time: ts}}
+operators:
+  warm:
+    type: filter
+    inputs: [trucks]
+    condition: "{condition}"
+sinks:
+  events: {{type: file, inputs: [warm], path: events.jsonl}}
+"#
+        )
+    };
+    write(dir.path(), "long.yaml", pipeline(&condition));
+    let lines: Vec<String> = [5.0, 3.0, 6.0]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                r#"{{"device":"t1","ts":"{}","temperature_c":{t}}}"#,
+                rfc3339(START + i as i64 * 1000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    let out = run_in(dir.path(), &["validate", "long.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run_in(dir.path(), &["run", "long.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let passed = json_lines(&dir.path().join("events.jsonl"));
+    let temps: Vec<f64> = passed
+        .iter()
+        .map(|e| e["temperature_c"].as_f64().unwrap())
+        .collect();
+    assert_eq!(temps, [5.0, 6.0]);
+
+    let deep = "(".repeat(10_000) + "temperature_c > 4" + &")".repeat(10_000);
+    write(dir.path(), "deep.yaml", pipeline(&deep));
+    let out = run_in(dir.path(), &["validate", "deep.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "deep.yaml:8:80: operator \"warm\": bad condition: too deeply nested (more than 64 levels of parentheses, `not` or unary `-`)"
+    );
+}
