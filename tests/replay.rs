@@ -416,20 +416,7 @@ fn sigterm_stops_a_paced_replay_cleanly_and_flushes_what_was_processed() {
         "pipeline.yaml",
         PIPELINE.replace("path: in.jsonl", "path: in.jsonl\n    speed: 1"),
     );
-    let child = support::floe()
-        .args(["run", "pipeline.yaml"])
-        .current_dir(dir.path())
-        .env("FLOE_LOG", "warn")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
+    let out = support::run_until_sigterm(dir.path(), &["run", "pipeline.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let processed = json_lines(&dir.path().join("events.jsonl")).len();
     assert!((1..3600).contains(&processed), "processed {processed}");
@@ -548,4 +535,42 @@ sinks:
         stderr(&out).trim_end(),
         "deep.yaml:8:80: operator \"warm\": bad condition: too deeply nested (more than 64 levels of parentheses, `not` or unary `-`)"
     );
+}
+
+#[test]
+fn a_replay_too_slow_for_the_clock_waits_for_sigterm_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..3)
+        .map(|s| {
+            format!(
+                r#"{{"device":"t1","ts":"{}","temperature_c":9.0}}"#,
+                rfc3339(START + s * 3_600_000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    // Readings an hour apart: at 1e-12 the second is due in a hundred
+    // million years; at 1e-300, later than the clock can count.
+    for speed in ["1e-12", "1e-300"] {
+        let _ = std::fs::remove_file(dir.path().join("events.jsonl"));
+        write(
+            dir.path(),
+            "pipeline.yaml",
+            PIPELINE.replace(
+                "path: in.jsonl",
+                &format!("path: in.jsonl\n    speed: {speed}"),
+            ),
+        );
+        let out = run_in(dir.path(), &["validate", "pipeline.yaml"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let out = support::run_until_sigterm(dir.path(), &["run", "pipeline.yaml"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "speed {speed}: {}",
+            stderr(&out)
+        );
+        let processed = json_lines(&dir.path().join("events.jsonl")).len();
+        assert_eq!(processed, 1, "speed {speed}");
+    }
 }
