@@ -416,20 +416,7 @@ fn sigterm_stops_a_paced_replay_cleanly_and_flushes_what_was_processed() {
         "pipeline.yaml",
         PIPELINE.replace("path: in.jsonl", "path: in.jsonl\n    speed: 1"),
     );
-    let child = support::floe()
-        .args(["run", "pipeline.yaml"])
-        .current_dir(dir.path())
-        .env("FLOE_LOG", "warn")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
+    let out = support::run_until_sigterm(dir.path(), &["run", "pipeline.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let processed = json_lines(&dir.path().join("events.jsonl")).len();
     assert!((1..3600).contains(&processed), "processed {processed}");
@@ -438,4 +425,152 @@ fn sigterm_stops_a_paced_replay_cleanly_and_flushes_what_was_processed() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn dedup_after_the_source_makes_redelivered_readings_count_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two trucks, one warm reading a minute each for five minutes, every
+    // line delivered twice (as a broker does after a reconnect), one id
+    // written `2.0` the second time.
+    let mut lines = Vec::new();
+    for minute in 0..5 {
+        for device in ["t1", "t2"] {
+            let line = |seq: &str| {
+                format!(
+                    r#"{{"device":"{device}","ts":"{}","seq":{seq},"temperature_c":5.0}}"#,
+                    rfc3339(START + minute * 60_000)
+                )
+            };
+            let seq = minute.to_string();
+            lines.push(line(&seq));
+            lines.push(line(if minute == 2 { "2.0" } else { &seq }));
+        }
+    }
+    lines.push(r#"{"device":"t1","ts":"2026-11-23T10:05:00Z","temperature_c":5.0}"#.into());
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    write(
+        dir.path(),
+        "pipeline.yaml",
+        r#"
+sources:
+  trucks: {type: file, path: in.jsonl, key: device, time: ts}
+operators:
+  once: {type: dedup, inputs: [trucks], field: seq, ttl: 10m}
+  readings:
+    type: window
+    inputs: [once]
+    size: 10m
+    aggregates: {n: count()}
+sinks:
+  events: {type: file, inputs: [once], path: events.jsonl}
+  counts: {type: file, inputs: [readings], path: counts.jsonl}
+"#,
+    );
+    let out = run_in(dir.path(), &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Each reading once, and the one without an id.
+    assert_eq!(json_lines(&dir.path().join("events.jsonl")).len(), 11);
+    let counts = json_lines(&dir.path().join("counts.jsonl"));
+    let mut counts: Vec<_> = counts
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_string(),
+                c["n"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    counts.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(counts, [("t1".into(), 6.0), ("t2".into(), 5.0)]);
+}
+
+#[test]
+fn a_condition_of_twenty_thousand_terms_validates_and_filters_and_one_nested_too_deep_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let condition = vec!["temperature_c > 4"; 20_000].join(" && ");
+    let pipeline = |condition: &str| {
+        format!(
+            r#"
+sources:
+  trucks: {{type: file, path: in.jsonl, key: device, time: ts}}
+operators:
+  warm:
+    type: filter
+    inputs: [trucks]
+    condition: "{condition}"
+sinks:
+  events: {{type: file, inputs: [warm], path: events.jsonl}}
+"#
+        )
+    };
+    write(dir.path(), "long.yaml", pipeline(&condition));
+    let lines: Vec<String> = [5.0, 3.0, 6.0]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                r#"{{"device":"t1","ts":"{}","temperature_c":{t}}}"#,
+                rfc3339(START + i as i64 * 1000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    let out = run_in(dir.path(), &["validate", "long.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run_in(dir.path(), &["run", "long.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let passed = json_lines(&dir.path().join("events.jsonl"));
+    let temps: Vec<f64> = passed
+        .iter()
+        .map(|e| e["temperature_c"].as_f64().unwrap())
+        .collect();
+    assert_eq!(temps, [5.0, 6.0]);
+
+    let deep = "(".repeat(10_000) + "temperature_c > 4" + &")".repeat(10_000);
+    write(dir.path(), "deep.yaml", pipeline(&deep));
+    let out = run_in(dir.path(), &["validate", "deep.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "deep.yaml:8:80: operator \"warm\": bad condition: too deeply nested (more than 64 levels of parentheses, `not` or unary `-`)"
+    );
+}
+
+#[test]
+fn a_replay_too_slow_for_the_clock_waits_for_sigterm_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..3)
+        .map(|s| {
+            format!(
+                r#"{{"device":"t1","ts":"{}","temperature_c":9.0}}"#,
+                rfc3339(START + s * 3_600_000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    // Readings an hour apart: at 1e-12 the second is due in a hundred
+    // million years; at 1e-300, later than the clock can count.
+    for speed in ["1e-12", "1e-300"] {
+        let _ = std::fs::remove_file(dir.path().join("events.jsonl"));
+        write(
+            dir.path(),
+            "pipeline.yaml",
+            PIPELINE.replace(
+                "path: in.jsonl",
+                &format!("path: in.jsonl\n    speed: {speed}"),
+            ),
+        );
+        let out = run_in(dir.path(), &["validate", "pipeline.yaml"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let out = support::run_until_sigterm(dir.path(), &["run", "pipeline.yaml"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "speed {speed}: {}",
+            stderr(&out)
+        );
+        let processed = json_lines(&dir.path().join("events.jsonl")).len();
+        assert_eq!(processed, 1, "speed {speed}");
+    }
 }

@@ -111,6 +111,79 @@ fn bad_scenarios_and_outputs_are_invalid_input() {
     );
 }
 
+#[test]
+fn rates_and_speeds_must_be_finite_and_not_negative() {
+    let scenario = root().join("simulators/trucks.yaml");
+    let scenario = scenario.to_str().unwrap();
+    for (option, value) in [
+        ("--rate", "0"),
+        ("--rate", "-5"),
+        ("--rate", "nan"),
+        ("--rate", "inf"),
+        ("--speed", "-1"),
+        ("--speed", "NaN"),
+        ("--speed", "infinity"),
+        ("--speed", "fast"),
+    ] {
+        let args = ["simulate", scenario, "--to", "stdout", option, value];
+        let out = run_in(root(), &args);
+        assert_eq!(out.status.code(), Some(1), "{option} {value}");
+        let text = stderr(&out);
+        let expected = format!("error: invalid value '{value}' for '{option} <");
+        assert!(text.starts_with(&expected), "{option} {value}: {text}");
+        assert!(
+            text.contains("must be a finite number") || text.contains("not a number"),
+            "{text}"
+        );
+    }
+    let out = run_in(root(), &["demo", "--speed", "nan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+/// A rate so low that the next message is due after the end of time is a
+/// valid rate: with `--duration`, rate x duration rounds to no messages
+/// and the run ends at once; without, the first message goes out and the
+/// run waits for Ctrl-C or SIGTERM.
+#[test]
+fn a_vanishing_rate_ends_with_its_duration_or_at_sigterm_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = root().join("simulators/trucks.yaml");
+    let scenario = scenario.to_str().unwrap();
+    let started = std::time::Instant::now();
+    let args = [
+        "simulate",
+        scenario,
+        "--to",
+        "file:timed.jsonl",
+        "--rate",
+        "1e-20",
+    ];
+    let out = run_in(dir.path(), &[&args[..], &["--duration", "1s"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(std::fs::read(dir.path().join("timed.jsonl")).unwrap(), b"");
+
+    for (option, value) in [("--rate", "1e-20"), ("--speed", "1e-300")] {
+        let args = [
+            "simulate",
+            scenario,
+            "--to",
+            "file:open.jsonl",
+            option,
+            value,
+        ];
+        let out = support::run_until_sigterm(dir.path(), &args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{option} {value}: {}",
+            stderr(&out)
+        );
+        let lines = json_lines(&dir.path().join("open.jsonl"));
+        assert_eq!(lines.len(), 1, "{option} {value}");
+    }
+}
+
 /// One simulated hour of 500 trucks through pipelines/cold-chain.yaml:
 /// every compressor failure and door left open that had time to show is
 /// alerted by one of the rules its label names, and nothing fires for a

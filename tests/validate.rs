@@ -32,8 +32,10 @@ invalid!(
     bad_duration,
     bad_expressions,
     bad_field_reference,
+    bad_speed,
     bad_tests,
     cycle,
+    dedup_options,
     detection_options,
     everything_at_once,
     missing_env,
@@ -133,4 +135,24 @@ tests:
     assert!(text.contains("ok    p.yaml: reads a recording"), "{text}");
     assert!(text.contains("cannot read data/gone.jsonl"), "{text}");
     assert!(text.contains("2 passed, 2 failed"), "{text}");
+}
+
+#[test]
+fn a_speed_that_is_not_a_finite_number_is_rejected_where_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for speed in [".nan", ".inf", "-.inf", "1e999"] {
+        support::write(
+            dir.path(),
+            "p.yaml",
+            format!(
+                "sources:\n  trucks:\n    type: file\n    path: in.jsonl\n    speed: {speed}\nsinks:\n  out: {{type: stdout, inputs: [trucks]}}\n"
+            ),
+        );
+        let out = run_in(dir.path(), &["validate", "p.yaml"]);
+        assert_eq!(out.status.code(), Some(1), "{speed}");
+        assert_eq!(
+            stderr(&out).trim_end(),
+            format!("p.yaml:5:12: `{speed}` is not a finite number"),
+        );
+    }
 }

@@ -25,7 +25,12 @@ pub struct Args {
     #[arg(long, value_parser = super::simulate::parse_duration)]
     duration: Option<Duration>,
     /// Simulated time per wall-clock time.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(
+        long,
+        default_value_t = 60.0,
+        value_parser = super::simulate::parse_speed,
+        allow_negative_numbers = true
+    )]
     speed: f64,
     /// Print alerts as JSON lines instead of readable lines.
     #[arg(long)]

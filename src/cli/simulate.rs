@@ -5,7 +5,7 @@ use crate::config::Duration;
 use crate::event::time;
 use crate::kafka;
 use crate::mqtt::{self, Publisher, QoS, TopicTemplate};
-use crate::pace::Pace;
+use crate::pace::{self, Pace};
 use crate::runtime::Shutdown;
 use crate::sim::run::{self, Limit, Output};
 use crate::sim::{Label, Scenario};
@@ -25,11 +25,11 @@ pub struct Args {
     #[arg(long, value_name = "URI")]
     to: String,
     /// Messages per wall-clock second (sets the pace instead of --speed).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
     rate: Option<f64>,
     /// Simulated time per wall-clock time: 60 runs an hour a minute, 0 as
     /// fast as possible. Default 1.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_speed, allow_negative_numbers = true)]
     speed: Option<f64>,
     /// How long to run, at the chosen pace (simulated time when --speed 0).
     /// Default: until Ctrl-C.
@@ -48,14 +48,25 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::parse(text)
 }
 
+pub fn parse_speed(text: &str) -> Result<f64, String> {
+    pace::check_speed(parse_number(text)?)
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    pace::check_rate(parse_number(text)?)
+}
+
+fn parse_number(text: &str) -> Result<f64, String> {
+    text.parse().map_err(|_| "not a number".to_string())
+}
+
 pub fn simulate(args: Args) -> Result<(), Failure> {
     let scenario = Scenario::load(&args.scenario).map_err(|d| Failure::Invalid(d.to_string()))?;
     let pace = match (args.rate, args.speed) {
         (Some(_), Some(_)) => {
             return Err(Failure::Invalid("give --rate or --speed, not both".into()));
         }
-        (Some(rate), None) if rate > 0.0 => Pace::Rate(rate),
-        (Some(_), None) => return Err(Failure::Invalid("--rate must be above 0".into())),
+        (Some(rate), None) => Pace::Rate(rate),
         (None, speed) => Pace::speed(speed.unwrap_or(1.0)),
     };
     let mut sim = scenario.simulation(args.seed).map_err(|e| {

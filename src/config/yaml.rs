@@ -156,7 +156,14 @@ pub fn parse(text: &str) -> Result<Node, Vec<ConfigError>> {
         serde_saphyr::from_str_with_options(text, options).map_err(|e| {
             let e = e.without_snippet();
             let loc = e.location().map(|l| Loc::new(l.line(), l.column()));
-            vec![ConfigError::new(loc, strip_position(&e.to_string()))]
+            let message = match e {
+                // No option takes one; say so in the user's words.
+                serde_saphyr::Error::NonFiniteFloat { value, .. } => {
+                    format!("`{value}` is not a finite number")
+                }
+                e => strip_position(&e.to_string()),
+            };
+            vec![ConfigError::new(loc, message)]
         })?;
     let mut node = Node::from(raw);
     let mut errors = Vec::new();

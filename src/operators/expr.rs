@@ -16,6 +16,8 @@
 //!   `+` `-`; `*` `/` `%`; unary `-`. Parentheses group.
 //! - `exists(field)` is true when the event carries the field.
 //! - A bare field is a condition: true when it holds the boolean `true`.
+//! - Parentheses, `not` and unary `-` nest at most 64 deep (`MAX_DEPTH`);
+//!   `&&`, `||` and arithmetic chains are lists and may be any length.
 //!
 //! Missing fields and mismatched types follow SQL's rule for NULL: a
 //! comparison with a missing field, or between a number and a string, is
@@ -29,7 +31,10 @@ use super::BuildContext;
 use crate::config::did_you_mean;
 use crate::event::{Event, FieldId, Value};
 
-/// Deepest nesting accepted, so a hostile condition cannot exhaust the stack.
+/// Deepest nesting of parentheses, `not` and unary `-` accepted. Parsing,
+/// binding and evaluation recurse once per level, so this bounds their
+/// stack; chains of `&&`, `||` and arithmetic are lists, however long, and
+/// do not nest.
 const MAX_DEPTH: usize = 64;
 
 /// A parse error and the character offset it was found at.
@@ -55,10 +60,17 @@ pub enum Expr {
         id: FieldId,
     },
     Not(Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// Two or more terms.
+    And(Vec<Expr>),
+    /// Two or more terms.
+    Or(Vec<Expr>),
     Compare(Cmp, Box<Expr>, Box<Expr>),
-    Arith(Arith, Box<Expr>, Box<Expr>),
+    /// `first op1 x1 op2 x2 ...`, applied left to right: `a - b - c` is
+    /// `(a - b) - c`. One level of precedence (`+ -` or `* / %`) per chain.
+    Arith {
+        first: Box<Expr>,
+        rest: Vec<(Arith, Expr)>,
+    },
     Neg(Box<Expr>),
     /// `x in [...]`; `negated` for `not in`.
     In {
@@ -128,9 +140,14 @@ impl Expr {
         match self {
             Expr::Field { name, id } | Expr::Exists { name, id } => *id = ctx.field(name),
             Expr::Not(a) | Expr::Neg(a) => a.bind(ctx),
-            Expr::And(a, b) | Expr::Or(a, b) | Expr::Compare(_, a, b) | Expr::Arith(_, a, b) => {
+            Expr::And(terms) | Expr::Or(terms) => terms.iter_mut().for_each(|e| e.bind(ctx)),
+            Expr::Compare(_, a, b) => {
                 a.bind(ctx);
                 b.bind(ctx);
+            }
+            Expr::Arith { first, rest } => {
+                first.bind(ctx);
+                rest.iter_mut().for_each(|(_, e)| e.bind(ctx));
             }
             Expr::In { value, list, .. } => {
                 value.bind(ctx);
@@ -144,9 +161,14 @@ impl Expr {
         f(self);
         match self {
             Expr::Not(a) | Expr::Neg(a) => a.visit(f),
-            Expr::And(a, b) | Expr::Or(a, b) | Expr::Compare(_, a, b) | Expr::Arith(_, a, b) => {
+            Expr::And(terms) | Expr::Or(terms) => terms.iter().for_each(|e| e.visit(f)),
+            Expr::Compare(_, a, b) => {
                 a.visit(f);
                 b.visit(f);
+            }
+            Expr::Arith { first, rest } => {
+                first.visit(f);
+                rest.iter().for_each(|(_, e)| e.visit(f));
             }
             Expr::In { value, list, .. } => {
                 value.visit(f);
@@ -178,21 +200,21 @@ impl Expr {
                 Val::Bool(b) => Val::Bool(!b),
                 _ => Val::Unknown,
             },
-            Expr::And(a, b) => match (a.eval(event), b.eval(event)) {
-                (Val::Bool(false), _) | (_, Val::Bool(false)) => Val::Bool(false),
-                (Val::Bool(true), Val::Bool(true)) => Val::Bool(true),
-                _ => Val::Unknown,
-            },
-            Expr::Or(a, b) => match (a.eval(event), b.eval(event)) {
-                (Val::Bool(true), _) | (_, Val::Bool(true)) => Val::Bool(true),
-                (Val::Bool(false), Val::Bool(false)) => Val::Bool(false),
-                _ => Val::Unknown,
-            },
+            // One false term decides an `and`, one true term an `or`;
+            // otherwise an unknown term leaves the whole unknown.
+            Expr::And(terms) => connective(terms, event, false),
+            Expr::Or(terms) => connective(terms, event, true),
             Expr::Compare(op, a, b) => compare(*op, a.eval(event), b.eval(event)),
-            Expr::Arith(op, a, b) => match (a.eval(event), b.eval(event)) {
-                (Val::Num(x), Val::Num(y)) => arith(*op, x, y),
-                _ => Val::Unknown,
-            },
+            Expr::Arith { first, rest } => {
+                let mut acc = first.eval(event);
+                for (op, operand) in rest {
+                    acc = match (acc, operand.eval(event)) {
+                        (Val::Num(x), Val::Num(y)) => arith(*op, x, y),
+                        _ => return Val::Unknown,
+                    };
+                }
+                acc
+            }
             Expr::Neg(a) => match a.eval(event) {
                 Val::Num(x) => Val::Num(-x),
                 _ => Val::Unknown,
@@ -221,6 +243,21 @@ impl Expr {
             }
         }
     }
+}
+
+/// `and` (`decisive` false) or `or` (`decisive` true) of `terms` in SQL's
+/// three-valued logic: the decisive value if any term has it, else unknown
+/// if any term is not a boolean, else the other value.
+fn connective<'a>(terms: &'a [Expr], event: &'a Event, decisive: bool) -> Val<'a> {
+    let mut verdict = Val::Bool(!decisive);
+    for term in terms {
+        match term.eval(event) {
+            Val::Bool(b) if b == decisive => return Val::Bool(decisive),
+            Val::Bool(_) => {}
+            _ => verdict = Val::Unknown,
+        }
+    }
+    verdict
 }
 
 fn compare(op: Cmp, a: Val, b: Val) -> Val<'static> {
@@ -434,15 +471,19 @@ impl Parser {
         }
     }
 
+    /// Parses one level deeper, opened by the token just consumed.
     fn nested<T>(
         &mut self,
         parse: impl FnOnce(&mut Self) -> Result<T, ParseError>,
     ) -> Result<T, ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
+            let opener = self.pos.checked_sub(1).and_then(|i| self.tokens.get(i));
             return Err(self.error_at(
-                self.offset(),
-                format!("condition nested deeper than {MAX_DEPTH} levels"),
+                opener.map_or(self.end, |t| t.offset),
+                format!(
+                    "too deeply nested (more than {MAX_DEPTH} levels of parentheses, `not` or unary `-`)"
+                ),
             ));
         }
         let result = parse(self);
@@ -451,19 +492,29 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.and()?;
-        while self.eat("||") || self.eat("or") {
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
-        }
-        Ok(left)
+        self.list(["||", "or"], Expr::Or, Self::and)
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.not()?;
-        while self.eat("&&") || self.eat("and") {
-            left = Expr::And(Box::new(left), Box::new(self.not()?));
+        self.list(["&&", "and"], Expr::And, Self::not)
+    }
+
+    /// `term (word term)*` as one list of terms, however long, rather than
+    /// nested pairs that evaluation would recurse through.
+    fn list(
+        &mut self,
+        words: [&str; 2],
+        join: fn(Vec<Expr>) -> Expr,
+        term: fn(&mut Self) -> Result<Expr, ParseError>,
+    ) -> Result<Expr, ParseError> {
+        let mut terms = vec![term(self)?];
+        while words.iter().any(|word| self.eat(word)) {
+            terms.push(term(self)?);
         }
-        Ok(left)
+        Ok(match terms.len() {
+            1 => terms.swap_remove(0),
+            _ => join(terms),
+        })
     }
 
     fn not(&mut self) -> Result<Expr, ParseError> {
@@ -511,33 +562,33 @@ impl Parser {
     }
 
     fn sum(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.product()?;
-        loop {
-            let op = if self.eat("+") {
-                Arith::Add
-            } else if self.eat("-") {
-                Arith::Sub
-            } else {
-                return Ok(left);
-            };
-            left = Expr::Arith(op, Box::new(left), Box::new(self.product()?));
-        }
+        const OPS: &[(&str, Arith)] = &[("+", Arith::Add), ("-", Arith::Sub)];
+        self.chain(OPS, Self::product)
     }
 
     fn product(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.unary()?;
-        loop {
-            let op = if self.eat("*") {
-                Arith::Mul
-            } else if self.eat("/") {
-                Arith::Div
-            } else if self.eat("%") {
-                Arith::Rem
-            } else {
-                return Ok(left);
-            };
-            left = Expr::Arith(op, Box::new(left), Box::new(self.unary()?));
+        const OPS: &[(&str, Arith)] = &[("*", Arith::Mul), ("/", Arith::Div), ("%", Arith::Rem)];
+        self.chain(OPS, Self::unary)
+    }
+
+    /// `operand (op operand)*` for the operators of one precedence level.
+    fn chain(
+        &mut self,
+        ops: &[(&str, Arith)],
+        operand: fn(&mut Self) -> Result<Expr, ParseError>,
+    ) -> Result<Expr, ParseError> {
+        let first = operand(self)?;
+        let mut rest = Vec::new();
+        while let Some(&(_, op)) = ops.iter().find(|(word, _)| self.eat(word)) {
+            rest.push((op, operand(self)?));
         }
+        Ok(match rest.is_empty() {
+            true => first,
+            false => Expr::Arith {
+                first: Box::new(first),
+                rest,
+            },
+        })
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
@@ -707,6 +758,80 @@ mod tests {
             "true or unknown is true"
         );
         assert!(!check("missing > 1 && n == 3", &t));
+    }
+
+    /// The three-valued truth of `condition`: `None` for unknown.
+    fn truth(condition: &str, fields: &[(&str, Value)]) -> Option<bool> {
+        match (
+            check(condition, fields),
+            check(&format!("not ({condition})"), fields),
+        ) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn and_or_lists_keep_three_valued_logic() {
+        let t = [("n", num(3.0))];
+        for (condition, expected) in [
+            ("n == 3 && n > 1 && n < 5", Some(true)),
+            ("n == 3 && missing > 1 && n < 5", None),
+            ("n == 3 && missing > 1 && n > 5", Some(false)),
+            ("missing > 1 && n > 5 && missing < 1", Some(false)),
+            ("n > 5 || missing > 1 || n < 1", None),
+            ("n > 5 || missing > 1 || n == 3", Some(true)),
+            ("n > 5 || n < 1 || n == 4", Some(false)),
+            ("(n > 5 || n < 1) || (n == 3 && missing > 1)", None),
+            ("(n == 3 && n > 1) && (n < 5 && missing > 1)", None),
+            ("n == 3 && (n > 5 || n == 3) && !(n < 1)", Some(true)),
+        ] {
+            assert_eq!(truth(condition, &t), expected, "{condition}");
+        }
+    }
+
+    /// Long chains are lists, not nested pairs: they parse, bind, evaluate,
+    /// clone and drop on the test thread's default stack.
+    #[test]
+    fn twenty_thousand_terms_evaluate_without_deep_recursion() {
+        let t = [("a", num(1.0)), ("b", num(2.0))];
+        let terms = |term: &str, sep: &str| vec![term; 20_000].join(sep);
+        let all = terms("a == 1", " && ");
+        assert_eq!(truth(&all, &t), Some(true));
+        assert_eq!(truth(&format!("{all} && b == 3"), &t), Some(false));
+        assert_eq!(truth(&format!("{all} && missing > 0"), &t), None);
+        let any = terms("a == 2", " || ");
+        assert_eq!(truth(&any, &t), Some(false));
+        assert_eq!(truth(&format!("{any} or b == 2"), &t), Some(true));
+        let sum = terms("a", " + ");
+        assert_eq!(truth(&format!("{sum} == 20000"), &t), Some(true));
+        assert_eq!(
+            truth(&format!("{sum} - b * 2 * a == 19996"), &t),
+            Some(true)
+        );
+        assert_eq!(truth(&format!("{sum} + missing > 0"), &t), None);
+        let expr = Expr::parse(&all).unwrap();
+        assert_eq!(expr.fields().len(), 20_000);
+        assert_eq!(expr.clone(), expr);
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_an_error_at_its_offset() {
+        let parens = |n: usize| "(".repeat(n) + "a" + &")".repeat(n);
+        assert!(Expr::parse(&parens(MAX_DEPTH)).is_ok());
+        let message = "too deeply nested (more than 64 levels of parentheses, `not` or unary `-`)";
+        for (text, offset) in [
+            (parens(MAX_DEPTH + 1), MAX_DEPTH),
+            (parens(10_000), MAX_DEPTH),
+            ("not ".repeat(10_000) + "a", 4 * MAX_DEPTH),
+            ("!".repeat(10_000) + "a", MAX_DEPTH),
+            ("-".repeat(10_000) + "1 > 0", MAX_DEPTH),
+            ("(not ".repeat(5_000) + "a", 5 * MAX_DEPTH / 2),
+        ] {
+            let err = Expr::parse(&text).unwrap_err();
+            assert_eq!((err.offset, err.message.as_str()), (offset, message));
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod absence;
 mod aggregate;
 mod alerting;
 pub mod anomaly;
+pub mod dedup;
 mod expr;
 pub mod filter;
 pub mod forecast;
@@ -41,6 +42,7 @@ pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
         ("absence", spec::<absence::Config>),
         ("anomaly", spec::<anomaly::Config>),
         ("jump", spec::<jump::Config>),
+        ("dedup", spec::<dedup::Config>),
     ],
     planned: &[],
 };

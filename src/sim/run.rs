@@ -44,8 +44,12 @@ impl Limit {
             Pace::Rate(rate) => {
                 Limit::Messages((rate * duration_ms as f64 / 1000.0).round() as u64)
             }
-            Pace::Speed(speed) => Limit::Until(start + (speed * duration_ms as f64) as i64),
-            Pace::Max => Limit::Until(start + duration_ms),
+            // `as` saturates, and so does the addition: a speed of 1e300
+            // runs to the end of time rather than wrapping into the past.
+            Pace::Speed(speed) => {
+                Limit::Until(start.saturating_add((speed * duration_ms as f64) as i64))
+            }
+            Pace::Max => Limit::Until(start.saturating_add(duration_ms)),
         }
     }
 }
@@ -173,6 +177,14 @@ mod tests {
         assert_eq!(
             Limit::for_duration(Pace::Max, 3_600_000, 0),
             Limit::Until(3_600_000)
+        );
+        assert_eq!(
+            Limit::for_duration(Pace::Speed(1e300), 1_000, 5),
+            Limit::Until(i64::MAX)
+        );
+        assert_eq!(
+            Limit::for_duration(Pace::Rate(1e-20), 1_000, 0),
+            Limit::Messages(0)
         );
     }
 }

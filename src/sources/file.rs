@@ -17,7 +17,7 @@
 use super::{Ingest, Source, SourceError, SourceSpec};
 use crate::config::{Context, Spanned};
 use crate::event::decode::{CsvHeader, DecodeError, Format};
-use crate::pace::{Pace, Pacer, nap};
+use crate::pace::{self, Pace, Pacer, nap};
 use crate::runtime::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -32,7 +32,7 @@ pub struct Config {
     /// `jsonl` or `csv`. Default: `csv` for `.csv` files, else `jsonl`.
     format: Option<Format>,
     /// Replay speed relative to event time: 0 replays as fast as possible.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "pace::deserialize_speed")]
     speed: f64,
 }
 

@@ -16,7 +16,7 @@
 
 use super::{Ingest, Source, SourceError, SourceSpec};
 use crate::config::{Context, Duration, Spanned};
-use crate::pace::Pace;
+use crate::pace::{self, Pace};
 use crate::runtime::BoxFuture;
 use crate::sim::run::{self, Limit, Output};
 use crate::sim::{Label, Scenario, Simulation};
@@ -29,7 +29,7 @@ pub struct Config {
     /// The scenario file; relative paths start at the pipeline file's directory.
     scenario: Spanned<PathBuf>,
     /// Simulated time per wall-clock time; 0 runs as fast as possible.
-    #[serde(default = "real_time")]
+    #[serde(default = "real_time", deserialize_with = "pace::deserialize_speed")]
     speed: f64,
     /// The same seed gives the same messages.
     #[serde(default)]
@@ -73,7 +73,7 @@ impl SourceSpec for Config {
         })?;
         let pace = Pace::speed(self.speed);
         let limit = match self.duration {
-            Some(d) => Limit::Until(sim.now() + d.ms()),
+            Some(d) => Limit::Until(sim.now().saturating_add(d.ms())),
             None => Limit::Never,
         };
         Ok(Box::new(SimSource { sim, pace, limit }))

@@ -23,6 +23,26 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Output {
         .expect("the floe binary runs")
 }
 
+/// Runs `floe` with `args` in `dir`, sends it SIGTERM after 1.5 s, and
+/// returns its output.
+pub fn run_until_sigterm(dir: &Path, args: &[&str]) -> Output {
+    let child = floe()
+        .args(args)
+        .current_dir(dir)
+        .env("FLOE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the floe binary starts");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    child.wait_with_output().expect("floe ends")
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
