@@ -79,8 +79,12 @@ operators:
   # Names `seq`, so the decoder keeps it.
   numbered: {{type: filter, inputs: [readings], condition: seq >= 0}}
   hot: {{type: threshold, inputs: [readings], field: temp, above: 4, clear_below: 3.5}}
-  # Counts every reading: one whose effect was lost shows as a short count.
-  per_100s: {{type: window, inputs: [readings], size: 100s, aggregates: {{n: count()}}}}
+  # A reading the broker sends again after a kill (journaled, not yet
+  # acknowledged) is counted once.
+  once: {{type: dedup, inputs: [readings], field: seq, ttl: 10m}}
+  # Counts every reading: one whose effect was lost shows as a short count,
+  # one counted twice as a long one.
+  per_100s: {{type: window, inputs: [once], size: 100s, aggregates: {{n: count()}}}}
 sinks:
   seen: {{type: file, inputs: [numbered], path: readings.jsonl}}
   alerts: {{type: file, inputs: [hot], path: alerts.jsonl}}
@@ -480,4 +484,106 @@ fn kafka_readings_survive_kill_9s_and_alerts_equal_an_uninterrupted_run() {
         live.is_subset(&all),
         "alerts an uninterrupted run never raised\n{logs}"
     );
+}
+
+/// A recording of two machines, both hot from the start.
+fn hot_readings(from_minute: i64, minutes: i64, temp: f64) -> String {
+    let lines: Vec<String> = (from_minute..from_minute + minutes)
+        .flat_map(|m| {
+            ["m1", "m2"].map(|d| {
+                format!(
+                    r#"{{"device":"{d}","ts":"{}","temp":{temp}}}"#,
+                    rfc3339(1_795_000_000_000 + m * 60_000)
+                )
+            })
+        })
+        .collect();
+    lines.join("\n")
+}
+
+fn two_rules(warm_above: f64) -> String {
+    format!(
+        r#"
+name: two-rules
+state: {{dir: state}}
+sources:
+  machines: {{type: file, path: in.jsonl, key: device, time: ts}}
+operators:
+  hot: {{type: threshold, inputs: [machines], field: temp, above: 40, clear_below: 30}}
+  warm: {{type: threshold, inputs: [machines], field: temp, above: {warm_above}, clear_below: 25}}
+sinks:
+  alerts: {{type: file, inputs: [hot, warm], path: alerts.jsonl}}
+"#
+    )
+}
+
+#[test]
+fn an_operator_whose_definition_changed_starts_afresh_and_the_others_keep_their_state() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", two_rules(35.0));
+    write(dir.path(), "in.jsonl", hot_readings(0, 10, 45.0));
+    let out = support::run_in(dir.path(), &["run", "p.yaml"]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    // Both fired; now `warm` is edited and the machines cool down.
+    write(dir.path(), "p.yaml", two_rules(36.0));
+    write(dir.path(), "next.jsonl", hot_readings(10, 10, 20.0));
+    let out = support::floe()
+        .args(["run", "p.yaml", "--input", "machines=file:next.jsonl"])
+        .current_dir(dir.path())
+        .env("FLOE_LOG", "info")
+        .output()
+        .unwrap();
+    let log = support::stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(
+        log.matches("\"warm\" changed since the checkpoint").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("\"hot\" changed"), "{log}");
+    let resolved: BTreeSet<(String, String)> = lines(&dir.path().join("alerts.jsonl"))
+        .iter()
+        .filter(|a| a["state"] == "resolved")
+        .map(|a| (a["rule"].to_string(), a["key"].to_string()))
+        .collect();
+    // `hot` remembered its episodes and resolves them; `warm` started
+    // with none, so there is nothing for it to resolve.
+    let expected: BTreeSet<(String, String)> = ["\"m1\"", "\"m2\""]
+        .map(|k| ("\"hot\"".to_string(), k.to_string()))
+        .into();
+    assert_eq!(resolved, expected);
+}
+
+#[test]
+fn a_state_dir_of_another_pipeline_or_in_use_is_refused_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", two_rules(35.0));
+    write(dir.path(), "in.jsonl", hot_readings(0, 10, 45.0));
+    let out = support::run_in(dir.path(), &["run", "p.yaml"]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    write(
+        dir.path(),
+        "other.yaml",
+        two_rules(35.0).replace("name: two-rules", "name: other"),
+    );
+    let out = support::run_in(dir.path(), &["run", "other.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = support::stderr(&out);
+    assert!(
+        stderr.contains("belongs to pipeline \"two-rules\", not \"other\""),
+        "{stderr}"
+    );
+    // While one floe runs on it (a slow paced replay), a second is turned
+    // away.
+    write(dir.path(), "slow.jsonl", hot_readings(10, 600, 45.0));
+    let paced = two_rules(35.0).replace("path: in.jsonl", "path: slow.jsonl, speed: 60");
+    write(dir.path(), "paced.yaml", paced);
+    let first = Floe::run(dir.path(), "paced.log", &["run", "paced.yaml"]);
+    let locked = wait_for(Duration::from_secs(10), || {
+        let out = support::run_in(dir.path(), &["run", "p.yaml"]);
+        out.status.code() == Some(1) && support::stderr(&out).contains("in use by another floe")
+    });
+    let (code, log) = first.stop();
+    assert!(locked, "{log}");
+    assert_eq!(code, 0, "{log}");
 }

@@ -49,12 +49,22 @@ pub fn run(args: Args) -> Result<(), Failure> {
     });
     let report = report.map_err(|e| Failure::Runtime(e.to_string()))?;
     let secs = started.elapsed().as_secs_f64();
-    let redelivered = match report.redelivered {
-        0 => String::new(),
-        n => format!(", {n} redelivered by the broker"),
-    };
+    let mut extra = String::new();
+    if report.redelivered > 0 {
+        extra += &format!(", {} redelivered by the broker", report.redelivered);
+    }
+    if report.forgotten > 0 {
+        extra += &format!(", {} idle keys forgotten", report.forgotten);
+    }
+    if report.checkpoints > 0 {
+        let kb = report.checkpoint_bytes as f64 / 1024.0;
+        extra += &format!(
+            ", {} checkpoints ({kb:.0} KiB of state written)",
+            report.checkpoints
+        );
+    }
     eprintln!(
-        "floe: {}: {} events in {:.2}s ({:.0}/s), {} alerts, {} outputs, {} dead letters ({} late){redelivered}",
+        "floe: {}: {} events in {:.2}s ({:.0}/s), {} alerts, {} outputs, {} dead letters ({} late){extra}",
         pipeline.name,
         report.events,
         secs,

@@ -498,6 +498,7 @@ pub(crate) mod test_support {
                 "field: temp\nmethod: cusum\nwarmup: 5m\nthreshold: 3\nexplain: lat\n",
             ),
             ("jump", "max_speed_kmh: 100\n"),
+            ("dedup", "field: temp\nttl: 2m\nmax_ids: 5\n"),
         ];
         for (type_name, options) in cases {
             for seed in 0..8 {

@@ -249,9 +249,11 @@ pub async fn run(
         }
     }
     for task in worker_tasks {
-        // A worker only fails when a sink stopped; that sink's own error
-        // below says why.
-        let _ = joined(task, "worker").await;
+        // A worker returns an error only when a sink stopped, and that
+        // sink's own error below says why; a worker that crashed is one.
+        if let Err(e) = joined(task, "a worker").await {
+            errors.push(e);
+        }
     }
     for (id, task) in sink_tasks {
         if let Err(e) = joined(task, &id)

@@ -18,6 +18,9 @@ pub struct Reorder {
     /// Events held back until the clock has moved `max_out_of_orderness`
     /// past them, sorted by time (ties in arrival order).
     held: VecDeque<Event>,
+    /// In a replay, an event far ahead of the clock, held until the key's
+    /// next event says whether it was a wrong clock.
+    suspect: Option<Event>,
 }
 
 impl Reorder {
@@ -74,37 +77,46 @@ impl Reorder {
         self.latest.map_or(0, |latest| latest - time)
     }
 
+    /// Whether it knows nothing yet: nothing to checkpoint.
+    pub fn is_new(&self) -> bool {
+        self.latest.is_none() && self.suspect.is_none()
+    }
+
     /// The key's clock; `None` before its first event.
     pub fn latest(&self) -> Option<i64> {
         self.latest
     }
 
-    /// Whether it knows nothing yet: nothing to checkpoint.
-    pub fn is_new(&self) -> bool {
-        self.latest.is_none()
+    pub fn hold_suspect(&mut self, event: Event) {
+        self.suspect = Some(event);
+    }
+
+    pub fn take_suspect(&mut self) -> Option<Event> {
+        self.suspect.take()
     }
 
     /// The clock as a checkpoint keeps it: held events with their fields
     /// by name, since a changed pipeline numbers its fields differently.
     pub fn save<'a>(&'a self, schema: &'a Schema) -> Saved<'a> {
-        let held = self.held.iter().map(|e| SavedEvent {
+        let save = |e: &'a Event| SavedEvent {
             time: e.time,
             fields: (e.fields.iter())
                 .map(|(id, value)| (Cow::Borrowed(schema.name(*id)), Cow::Borrowed(value)))
                 .collect(),
             partition: e.origin.partition,
             position: e.origin.position,
-        });
+        };
         Saved {
             latest: self.latest,
-            held: held.collect(),
+            held: self.held.iter().map(save).collect(),
+            suspect: self.suspect.as_ref().map(save),
         }
     }
 
     /// A clock of `key` from source `source` as [`save`](Self::save) kept
     /// it. Fields this pipeline no longer reads are left out.
     pub fn restore(saved: Saved, key: &Key, source: u16, schema: &Schema) -> Reorder {
-        let held = saved.held.into_iter().map(|e| {
+        let restore = |e: SavedEvent| {
             let mut event = Event::new(key.clone(), e.time);
             for (name, value) in e.fields {
                 if let Some(id) = schema.id(&name) {
@@ -117,10 +129,11 @@ impl Reorder {
                 position: e.position,
             };
             event
-        });
+        };
         Reorder {
             latest: saved.latest,
-            held: held.collect(),
+            held: saved.held.into_iter().map(restore).collect(),
+            suspect: saved.suspect.map(restore),
         }
     }
 }
@@ -130,6 +143,7 @@ impl Reorder {
 pub struct Saved<'a> {
     latest: Option<i64>,
     held: Vec<SavedEvent<'a>>,
+    suspect: Option<SavedEvent<'a>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

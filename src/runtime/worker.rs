@@ -85,7 +85,7 @@ pub struct Core {
     /// Latest event time seen, and when operators' timers run next on it.
     clock: i64,
     next_tick: i64,
-    /// The wall clock, when live: set once per batch.
+    /// The wall clock: set once per batch.
     now: i64,
     key_counts: Arc<KeyCounts>,
 }
@@ -95,13 +95,23 @@ pub struct Core {
 pub enum Rejection {
     /// Behind its key's clock by more than `max_out_of_orderness`.
     Late { behind: i64 },
-    /// Ahead of the wall clock (live) or of its key's clock by more than
-    /// `max_future`.
-    Future { ahead: i64, of_wall_clock: bool },
+    /// Ahead by more than `max_future`: of the wall clock when live; in a
+    /// replay, of its key's clock, with the key's next event not following.
+    Future { ahead: i64, live: bool },
     /// A new key while its source already has `max_keys`.
     TooManyKeys { max: usize },
     /// An operator could not use it.
     Operator { component: usize, reason: String },
+}
+
+/// What a replay's check of an event's clock decided.
+enum Screened {
+    Pass(Event),
+    /// Far ahead: held until the key's next event.
+    Held,
+    /// Two events far ahead of the clock, close to each other: a jump in
+    /// the recording. In time order.
+    Jump(Event, Event),
 }
 
 /// Keys made per source, counted across the workers against `max_keys`.
@@ -199,9 +209,7 @@ impl Worker {
         }
         match msg {
             WorkerMsg::Events(_, batch) => {
-                if self.flow.live {
-                    self.core.now = time::now_ms();
-                }
+                self.core.now = time::now_ms();
                 for event in batch {
                     self.core.accept(&self.flow, event);
                 }
@@ -325,16 +333,12 @@ impl Rejection {
                 Duration(*behind),
                 Duration(flow.max_ooo[source])
             ),
-            Rejection::Future {
-                ahead,
-                of_wall_clock,
-            } => format!(
+            Rejection::Future { ahead, live } => format!(
                 "future: {} ahead of {} (max_future {})",
                 Duration(*ahead),
-                if *of_wall_clock {
-                    "the wall clock"
-                } else {
-                    "the key's latest event"
+                match live {
+                    true => "the wall clock",
+                    false => "the key's clock, and its next event did not follow",
                 },
                 Duration(flow.max_future[source])
             ),
@@ -408,7 +412,7 @@ impl Core {
     /// In a replay, runs the timers as the event time seen passes each
     /// tick.
     pub fn tick_event_time(&mut self, flow: &Dataflow) {
-        if self.clock < self.next_tick || !self.ticks(flow) {
+        if self.clock == i64::MIN || self.clock < self.next_tick || !self.ticks(flow) {
             return;
         }
         self.next_tick = self.clock - self.clock.rem_euclid(TICK_MS) + TICK_MS;
@@ -437,7 +441,7 @@ impl Core {
     fn end_key(&mut self, flow: &Dataflow, slot: usize) {
         let mut ready = std::mem::take(&mut self.ready);
         for source in 0..flow.sources {
-            self.clocks[source][slot].drain(&mut ready);
+            self.release(source, slot, &mut ready);
             self.process_ready(flow, source, slot, &mut ready);
         }
         self.ready = ready;
@@ -498,38 +502,23 @@ impl Core {
         if flow.live { self.now } else { self.clock }
     }
 
-    /// How far `time` is ahead of where it may be, if too far.
-    fn too_far_ahead(
-        &self,
-        flow: &Dataflow,
-        source: usize,
-        slot: Option<usize>,
-        time: i64,
-    ) -> Option<(i64, bool)> {
-        let reference = match flow.live {
-            true => self.now,
-            false => slot
-                .and_then(|s| self.clocks[source][s].latest())
-                .unwrap_or(self.clock),
-        };
+    /// Whether `time` is ahead of `reference` by more than the source's
+    /// `max_future`, and by how much.
+    fn ahead(flow: &Dataflow, source: usize, reference: i64, time: i64) -> Option<i64> {
         let ahead = time.saturating_sub(reference);
-        (reference != i64::MIN && ahead > flow.max_future[source]).then_some((ahead, flow.live))
+        (reference != i64::MIN && ahead > flow.max_future[source]).then_some(ahead)
     }
 
     /// Puts a source event through its key's clock, then through the graph.
     pub fn accept(&mut self, flow: &Dataflow, event: Event) {
         let source = event.origin.source as usize;
-        let known = self.keys.get(&event.key);
-        if let Some((ahead, of_wall_clock)) = self.too_far_ahead(flow, source, known, event.time) {
-            self.reject(
-                event,
-                Rejection::Future {
-                    ahead,
-                    of_wall_clock,
-                },
-            );
+        if flow.live
+            && let Some(ahead) = Self::ahead(flow, source, self.now, event.time)
+        {
+            self.reject(event, Rejection::Future { ahead, live: true });
             return;
         }
+        let known = self.keys.get(&event.key);
         let slot = match known.map_or_else(|| self.new_slot(flow, &event.key, source), Ok) {
             Ok(slot) => slot,
             Err(max) => {
@@ -537,6 +526,60 @@ impl Core {
                 return;
             }
         };
+        if flow.live {
+            self.admit(flow, source, slot, event);
+            return;
+        }
+        match self.screen(flow, source, slot, event) {
+            Screened::Pass(event) => self.admit(flow, source, slot, event),
+            Screened::Jump(first, second) => {
+                self.admit(flow, source, slot, first);
+                self.admit(flow, source, slot, second);
+            }
+            Screened::Held => {
+                let heard = self.timer_now(flow);
+                self.keys.touch(slot, heard, source as u16);
+            }
+        }
+    }
+
+    /// A replay has no wall clock to judge a timestamp by. An event far
+    /// ahead of its key's clock (of the event time seen, for a new key) is
+    /// held until the key's next event tells which it is: a jump in the
+    /// recording, when the next one is as far ahead (both go on), or a
+    /// wrong clock, when it is not (the held one is dead-lettered). So a
+    /// reading dated 2099 neither moves the clocks nor stops a device that
+    /// comes back from a long silence.
+    fn screen(&mut self, flow: &Dataflow, source: usize, slot: usize, event: Event) -> Screened {
+        let clock = &mut self.clocks[source][slot];
+        let reference = clock.latest().unwrap_or(self.clock);
+        let far = Self::ahead(flow, source, reference, event.time);
+        let suspect = clock.take_suspect();
+        let follows = |s: &Event| (s.time - event.time).abs() <= flow.max_future[source];
+        match (suspect, far) {
+            (None, None) => Screened::Pass(event),
+            (Some(s), Some(_)) if follows(&s) => match s.time <= event.time {
+                true => Screened::Jump(s, event),
+                false => Screened::Jump(event, s),
+            },
+            (suspect, far) => {
+                if let Some(s) = suspect {
+                    let ahead = s.time.saturating_sub(reference);
+                    self.reject(s, Rejection::Future { ahead, live: false });
+                }
+                match far {
+                    Some(_) => {
+                        self.clocks[source][slot].hold_suspect(event);
+                        Screened::Held
+                    }
+                    None => Screened::Pass(event),
+                }
+            }
+        }
+    }
+
+    /// Puts an event that passed the checks through its key's clock.
+    fn admit(&mut self, flow: &Dataflow, source: usize, slot: usize, event: Event) {
         self.clock = self.clock.max(event.time);
         let heard = self.timer_now(flow);
         self.keys.touch(slot, heard, source as u16);
@@ -562,11 +605,25 @@ impl Core {
         self.rejected.push((event, why));
     }
 
+    /// The input of `slot` from `source` has ended: what its clock held is
+    /// ready, but for an event still suspected of a wrong clock, which no
+    /// later event followed.
+    fn release(&mut self, source: usize, slot: usize, ready: &mut Vec<Event>) {
+        let clock = &mut self.clocks[source][slot];
+        clock.drain(ready);
+        if let Some(suspect) = clock.take_suspect() {
+            let ahead = suspect
+                .time
+                .saturating_sub(clock.latest().unwrap_or(self.clock));
+            self.reject(suspect, Rejection::Future { ahead, live: false });
+        }
+    }
+
     /// A source ended: its held-back events are processed now.
     pub fn source_ended(&mut self, flow: &Dataflow, source: usize) {
         let mut ready = std::mem::take(&mut self.ready);
         for slot in 0..self.keys.len() {
-            self.clocks[source][slot].drain(&mut ready);
+            self.release(source, slot, &mut ready);
             if !ready.is_empty() {
                 self.keys.mark_dirty(slot);
             }
@@ -753,9 +810,7 @@ impl Core {
         clock: WorkerClock,
     ) {
         (self.clock, self.next_tick) = (clock.clock, clock.next_tick);
-        if flow.live {
-            self.now = time::now_ms();
-        }
+        self.now = time::now_ms();
         let mut failed = vec![false; flow.components.len()];
         let component = |c: u16| restore.mapping.get(c as usize).copied().flatten();
         for (key, parts) in keys {

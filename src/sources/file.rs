@@ -208,9 +208,12 @@ fn wait(
     delay: std::time::Duration,
     at: &Position,
 ) -> Result<bool, SourceError> {
-    let until = std::time::Instant::now() + delay;
+    // A pace too slow for the clock to say when waits until stopped.
+    let until = std::time::Instant::now().checked_add(delay);
     loop {
-        let left = until.saturating_duration_since(std::time::Instant::now());
+        let left = until.map_or(std::time::Duration::MAX, |u| {
+            u.saturating_duration_since(std::time::Instant::now())
+        });
         if nap(left, || ingest.shutdown_requested() || ingest.barrier_due()) {
             return Ok(true);
         }
