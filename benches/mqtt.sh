@@ -10,13 +10,18 @@
 # line), and the CPU each process used (seconds). Needs mosquitto and a
 # release build (cargo build --release). Uses its own broker on port 18899
 # with persistence on and no queue limit, as the README advises.
+#
+# FLOE=PATH runs another floe binary (to compare builds); STATE=1 runs
+# floe with a state dir (checkpoints every second, QoS 1 acknowledged from
+# the journal); INFLIGHT=N sets mosquitto's max_inflight_messages
+# (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:?live or drain}
 qos=${2:?qos}
 port=18899
-floe=target/release/floe
+floe=${FLOE:-target/release/floe}
 dir=$(mktemp -d)
 # SIGKILL: a broker told to stop would first save its whole store.
 trap 'kill -KILL $(cat "$dir/mosquitto.pid" 2>/dev/null) 2>/dev/null; sleep 0.2; rm -rf "$dir"' EXIT
@@ -26,6 +31,7 @@ user root
 persistence true
 persistence_location $dir/
 max_queued_messages 0
+max_inflight_messages ${INFLIGHT:-20}
 pid_file $dir/mosquitto.pid
 listener $port 127.0.0.1
 allow_anonymous true
@@ -35,6 +41,8 @@ sleep 0.5
 broker=$(cat "$dir/mosquitto.pid" 2>/dev/null) || { echo "mosquitto did not start on port $port" >&2; exit 2; }
 
 input="trucks=mqtt://127.0.0.1:$port/fleet/+/telemetry?qos=$qos"
+state=()
+if [ "${STATE:-0}" = 1 ]; then state=(--state-dir "$dir/state"); fi
 cpu() { awk '{printf "%.1f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 simulate() { "$floe" simulate simulators/trucks.yaml --to "mqtt://127.0.0.1:$port?qos=$qos" "$@" 2>&1 | tail -1; }
 stop_floe() {
@@ -49,7 +57,7 @@ case $mode in
 live)
     rate=${3:?rate}; seconds=${4:?seconds}
     broker_cpu=0
-    "$floe" run pipelines/cold-chain.yaml --input "$input" > /dev/null 2> "$dir/floe.log" &
+    "$floe" run pipelines/cold-chain.yaml --input "$input" "${state[@]}" > /dev/null 2> "$dir/floe.log" &
     pid=$!
     sleep 1
     simulate --rate "$rate" --duration "${seconds}s"
@@ -61,7 +69,7 @@ live)
 drain)
     messages=${3:?messages}
     # Make floe's session known to the broker, then stop floe.
-    "$floe" run pipelines/cold-chain.yaml --input "$input" > /dev/null 2>&1 &
+    "$floe" run pipelines/cold-chain.yaml --input "$input" "${state[@]}" > /dev/null 2>&1 &
     pid=$!
     sleep 1
     kill -TERM $pid
@@ -69,7 +77,7 @@ drain)
     simulate --rate 100000 --duration "$((messages / 100000))s"
     broker_cpu=$(cpu "$broker")
     start=$(date +%s.%N)
-    "$floe" run pipelines/cold-chain.yaml --input "$input" > /dev/null 2> "$dir/floe.log" &
+    "$floe" run pipelines/cold-chain.yaml --input "$input" "${state[@]}" > /dev/null 2> "$dir/floe.log" &
     pid=$!
     # Drained when floe stops using CPU.
     last=-1

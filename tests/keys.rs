@@ -227,6 +227,10 @@ fn beyond_max_keys_new_devices_are_dead_lettered_with_the_reason() {
     let log = stderr(&out);
     assert!(out.status.success(), "{log}");
     assert_eq!(log.matches("3 keys reached (max_keys)").count(), 1, "{log}");
+    assert!(
+        log.contains("20 events of new keys refused (max_keys)"),
+        "{log}"
+    );
     let dead = json_lines(&dir.path().join("dead.jsonl"));
     assert_eq!(dead.len(), 20, "two devices for ten minutes\n{log}");
     // Which two depends on which worker met its new key first.

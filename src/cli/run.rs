@@ -56,6 +56,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
     if report.forgotten > 0 {
         extra += &format!(", {} idle keys forgotten", report.forgotten);
     }
+    if report.refused > 0 {
+        extra += &format!(", {} events of new keys refused (max_keys)", report.refused);
+    }
+    if report.held > 0 {
+        extra += &format!(
+            ", {} held back for ordering (kept for the next run)",
+            report.held
+        );
+    }
     if report.checkpoints > 0 {
         let kb = report.checkpoint_bytes as f64 / 1024.0;
         extra += &format!(

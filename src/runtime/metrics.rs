@@ -15,6 +15,8 @@ pub struct Metrics {
     forgotten: AtomicU64,
     checkpoints: AtomicU64,
     checkpoint_bytes: AtomicU64,
+    refused: AtomicU64,
+    held: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`].
@@ -37,6 +39,11 @@ pub struct Snapshot {
     /// Checkpoints completed, and the bytes of state they wrote.
     pub checkpoints: u64,
     pub checkpoint_bytes: u64,
+    /// Events of new keys dead-lettered because of `max_keys`.
+    pub refused: u64,
+    /// Events still held back for ordering when a run with a state dir
+    /// stopped: in its last checkpoint, for the next run.
+    pub held: u64,
 }
 
 impl Metrics {
@@ -46,6 +53,8 @@ impl Metrics {
         self.alerts.fetch_add(delta.alerts, Relaxed);
         self.outputs.fetch_add(delta.outputs, Relaxed);
         self.forgotten.fetch_add(delta.forgotten, Relaxed);
+        self.refused.fetch_add(delta.refused, Relaxed);
+        self.held.fetch_add(delta.held, Relaxed);
     }
 
     pub fn dead_letter(&self) {
@@ -72,6 +81,8 @@ impl Metrics {
             forgotten: self.forgotten.load(Relaxed),
             checkpoints: self.checkpoints.load(Relaxed),
             checkpoint_bytes: self.checkpoint_bytes.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            held: self.held.load(Relaxed),
         }
     }
 }

@@ -95,6 +95,10 @@ impl Reorder {
         self.suspect.take()
     }
 
+    pub fn has_suspect(&self) -> bool {
+        self.suspect.is_some()
+    }
+
     /// The clock as a checkpoint keeps it: held events with their fields
     /// by name, since a changed pipeline numbers its fields differently.
     pub fn save<'a>(&'a self, schema: &'a Schema) -> Saved<'a> {

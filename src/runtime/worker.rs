@@ -195,8 +195,9 @@ impl Worker {
         {
             self.handle(msg).await?;
         }
-        if !self.done.contains(&Some(true)) {
-            self.core.end(&self.flow);
+        match self.done.contains(&Some(true)) {
+            true => self.core.counts.held = self.core.held(),
+            false => self.core.end(&self.flow),
         }
         self.flush(None).await
     }
@@ -480,6 +481,7 @@ impl Core {
                         flow.names[source]
                     );
                 }
+                self.counts.refused += 1;
                 return Err(max);
             }
         } else {
@@ -748,6 +750,14 @@ impl Core {
         }
     }
 
+    /// Events held back for ordering (or as suspects), not processed yet.
+    pub fn held(&self) -> u64 {
+        let clocks = self.clocks.iter().flatten();
+        clocks
+            .map(|c| c.held().count() as u64 + u64::from(c.has_suspect()))
+            .sum()
+    }
+
     /// The worker's timer clock, as a checkpoint keeps it.
     pub fn timer_clock(&self) -> WorkerClock {
         WorkerClock {
@@ -761,6 +771,14 @@ impl Core {
     /// forgotten; `None` when there is nothing to write.
     pub fn snapshot(&mut self, flow: &Dataflow, full: bool) -> Result<Option<Vec<u8>>, CodecError> {
         let mut segment = SegmentWriter::new(&flow.components)?;
+        // Tombstones first: a key forgotten and heard from again since is
+        // written after its tombstone, and the later record wins.
+        for key in self.keys.take_dropped() {
+            // A full set replaces every segment before it: nothing to erase.
+            if !full {
+                segment.removed(&key)?;
+            }
+        }
         let mut scratch = Vec::new();
         for slot in 0..self.keys.len() {
             let ticked = self.ticked(slot, &mut scratch)?;
@@ -779,12 +797,6 @@ impl Core {
             }
             segment.end_key(self.keys.key(slot))?;
             self.keys.clean(slot);
-        }
-        for key in self.keys.take_dropped() {
-            // A full set replaces every segment before it: nothing to erase.
-            if !full {
-                segment.removed(&key)?;
-            }
         }
         Ok((segment.entries() > 0).then(|| segment.finish()))
     }

@@ -464,10 +464,25 @@ impl Reader {
     }
 
     /// Each assigned partition's next offset, by the index events carry.
+    /// A partition not read since a restore is where the restored
+    /// checkpoint left it (its committed offset may be older, if the run
+    /// was killed before committing).
     fn positions(&self) -> Vec<(u32, i64)> {
+        let restored = |p: &Partition| {
+            (self.resume.iter())
+                .find(|(topic, partition, _)| *topic == p.topic && *partition == p.partition)
+                .map(|&(_, _, next)| next)
+        };
         (self.partitions.iter().enumerate())
-            .filter(|(_, p)| p.assigned && p.next >= 0)
-            .map(|(i, p)| (i as u32, p.next))
+            .filter(|(_, p)| p.assigned)
+            .filter_map(|(i, p)| {
+                let next = if p.next >= 0 {
+                    Some(p.next)
+                } else {
+                    restored(p)
+                };
+                Some((i as u32, next?))
+            })
             .collect()
     }
 

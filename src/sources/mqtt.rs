@@ -468,11 +468,8 @@ impl Acks {
             Acks::Journaled(j) => {
                 let stopped =
                     |_| SourceError::State("the journal stopped writing (see the log)".into());
-                let framed = j
-                    .appender
-                    .frame(message.topic(), message.payload())
-                    .map_err(stopped)?;
-                j.appender.push(framed, message).map_err(stopped)?;
+                (j.appender.append(message.topic(), message.payload())).map_err(stopped)?;
+                j.appender.when_durable(message).map_err(stopped)?;
                 if ingest.barrier_due() {
                     self.barrier(ingest)?;
                 }
@@ -492,7 +489,12 @@ impl Acks {
                     client.try_ack(&message);
                 }
             }
-            Acks::Journaled(j) => j.forget(ingest.checkpointed()),
+            Acks::Journaled(j) => {
+                j.appender.flush().map_err(|_| {
+                    SourceError::State("the journal stopped writing (see the log)".into())
+                })?;
+                j.forget(ingest.checkpointed());
+            }
         }
         Ok(())
     }

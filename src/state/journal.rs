@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-/// Records queued for the writer before an append waits.
-const QUEUE: usize = 1 << 16;
+/// Batches queued for the writer before a flush waits.
+const QUEUE: usize = 256;
 /// Bytes written before a commit even if more records are queued, so
 /// acknowledgements flow during a flood.
 const COMMIT_BYTES: usize = 4 << 20;
@@ -147,6 +147,9 @@ impl Journal {
         Ok(Appender {
             tx: Some(tx),
             next,
+            frames: Vec::new(),
+            tokens: Vec::new(),
+            scratch: Vec::new(),
             thread: Some(thread),
         })
     }
@@ -195,63 +198,76 @@ fn list(dir: &Path) -> Result<Vec<u64>, StateError> {
 }
 
 enum Item<T> {
-    Record {
-        seq: u64,
-        frame: Vec<u8>,
-        token: T,
+    /// Frames of consecutive records, and the tokens to hand back once
+    /// they are on disk.
+    Batch {
+        frames: Vec<u8>,
+        tokens: Vec<T>,
+        next: u64,
     },
     /// Start a new file and delete those holding only records up to `seq`.
     Forget(u64),
 }
 
-/// The appending side, used by the source's thread.
+/// The appending side, used by the source's thread. Records gather in a
+/// batch that goes to the writer when it is full or on
+/// [`flush`](Self::flush): one hand-over (and at most one wake-up of the
+/// writer) per batch, not per message.
 pub struct Appender<T> {
     tx: Option<mpsc::SyncSender<Item<T>>>,
     next: u64,
+    frames: Vec<u8>,
+    tokens: Vec<T>,
+    scratch: Vec<u8>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// Records per batch before it goes to the writer without a flush.
+const BATCH: usize = 256;
 
 /// The journal's writer thread has stopped (a write failed).
 #[derive(Debug)]
 pub struct Stopped;
 
-/// A record encoded for the journal, not yet queued.
-pub struct Framed {
-    seq: u64,
-    frame: Vec<u8>,
-}
-
 impl<T> Appender<T> {
-    /// Queues a message; returns its sequence number. Waits while the
-    /// writer is far behind.
-    pub fn append(&mut self, topic: &str, payload: &[u8], token: T) -> Result<u64, Stopped> {
-        let framed = self.frame(topic, payload)?;
-        self.push(framed, token)
-    }
-
-    /// Encodes a message, numbering it; [`push`](Self::push) queues it.
-    /// Two steps, so the token may be the message the bytes borrow from.
-    pub fn frame(&mut self, topic: &str, payload: &[u8]) -> Result<Framed, Stopped> {
+    /// Adds a message to the journal; returns its sequence number. It is
+    /// durable once the batch it is in has been written.
+    pub fn append(&mut self, topic: &str, payload: &[u8]) -> Result<u64, Stopped> {
         let seq = self.next;
         let record = RecordRef {
             seq,
             topic,
             payload,
         };
-        let mut frame = Vec::with_capacity(payload.len() + topic.len() + 32);
-        let encoded = codec::encode(&record).map_err(|_| Stopped)?;
-        codec::write_frame(&mut frame, &encoded).map_err(|_| Stopped)?;
+        self.scratch.clear();
+        codec::encode_into(&record, &mut self.scratch).map_err(|_| Stopped)?;
+        codec::write_frame(&mut self.frames, &self.scratch).map_err(|_| Stopped)?;
         self.next += 1;
-        Ok(Framed { seq, frame })
+        Ok(seq)
     }
 
-    /// Queues a framed message, with the token to hand back once durable.
-    pub fn push(&mut self, framed: Framed, token: T) -> Result<u64, Stopped> {
+    /// Hands `token` back to the journal's `durable` callback once what
+    /// was appended so far is on disk.
+    pub fn when_durable(&mut self, token: T) -> Result<(), Stopped> {
+        self.tokens.push(token);
+        if self.tokens.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the batch to the writer; waits while the writer is far behind.
+    pub fn flush(&mut self) -> Result<(), Stopped> {
+        if self.frames.is_empty() && self.tokens.is_empty() {
+            return Ok(());
+        }
         let tx = self.tx.as_ref().ok_or(Stopped)?;
-        let Framed { seq, frame } = framed;
-        tx.send(Item::Record { seq, frame, token })
-            .map_err(|_| Stopped)?;
-        Ok(seq)
+        let batch = Item::Batch {
+            frames: std::mem::take(&mut self.frames),
+            tokens: std::mem::take(&mut self.tokens),
+            next: self.next,
+        };
+        tx.send(batch).map_err(|_| Stopped)
     }
 
     /// The sequence number of the last record appended (0 before any).
@@ -261,8 +277,10 @@ impl<T> Appender<T> {
 
     /// Lets the journal delete what no checkpoint still needs: records up
     /// to `seq`.
-    pub fn forget_through(&self, seq: u64) {
-        if let Some(tx) = &self.tx {
+    pub fn forget_through(&mut self, seq: u64) {
+        if self.flush().is_ok()
+            && let Some(tx) = &self.tx
+        {
             let _ = tx.send(Item::Forget(seq));
         }
     }
@@ -271,6 +289,7 @@ impl<T> Appender<T> {
 impl<T> Drop for Appender<T> {
     /// Commits what is queued and waits for the writer to finish.
     fn drop(&mut self) {
+        let _ = self.flush();
         self.tx.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -308,13 +327,17 @@ impl<T, F: FnMut(T)> Writer<T, F> {
     /// Writes one item; returns the bytes it added.
     fn take(&mut self, item: Item<T>) -> usize {
         match item {
-            Item::Record { seq, frame, token } => {
-                if self.file.write_all(&frame).is_err() {
+            Item::Batch {
+                frames,
+                tokens,
+                next,
+            } => {
+                if self.file.write_all(&frames).is_err() {
                     return COMMIT_BYTES;
                 }
-                self.journal.next = seq + 1;
-                self.scratch.push(token);
-                frame.len()
+                self.journal.next = next;
+                self.scratch.extend(tokens);
+                frames.len()
             }
             Item::Forget(seq) => {
                 if let Err(e) = self.roll_and_forget(seq) {
@@ -381,8 +404,9 @@ mod tests {
             .unwrap();
         for i in 0..100u32 {
             let seq = appender
-                .append("fleet/t1", format!("m{i}").as_bytes(), i)
+                .append("fleet/t1", format!("m{i}").as_bytes())
                 .unwrap();
+            appender.when_durable(i).unwrap();
             assert_eq!(seq, u64::from(i) + 1);
         }
         drop(appender);
@@ -395,7 +419,7 @@ mod tests {
             .unwrap()
             .start(|_: ()| {})
             .unwrap();
-        assert_eq!(appender.append("t", b"next", ()).unwrap(), 101);
+        assert_eq!(appender.append("t", b"next").unwrap(), 101);
     }
 
     #[test]
@@ -406,9 +430,7 @@ mod tests {
             .start(|_: ()| {})
             .unwrap();
         for i in 0..5 {
-            appender
-                .append("t", format!("m{i}").as_bytes(), ())
-                .unwrap();
+            appender.append("t", format!("m{i}").as_bytes()).unwrap();
         }
         drop(appender);
         let file = list(dir.path()).unwrap()[0];
@@ -425,7 +447,7 @@ mod tests {
             .unwrap()
             .start(|_: ()| {})
             .unwrap();
-        assert_eq!(appender.append("t", b"again", ()).unwrap(), 5);
+        assert_eq!(appender.append("t", b"again").unwrap(), 5);
         drop(appender);
         let all = replayed(dir.path(), 0);
         assert_eq!(all.last(), Some(&(5, "again".to_string())));
@@ -442,7 +464,7 @@ mod tests {
         for round in 0..3 {
             for i in 0..10 {
                 appender
-                    .append("t", format!("{round}-{i}").as_bytes(), ())
+                    .append("t", format!("{round}-{i}").as_bytes())
                     .unwrap();
             }
             // Forget up to the middle of what was written.
