@@ -587,3 +587,85 @@ fn a_state_dir_of_another_pipeline_or_in_use_is_refused_with_exit_1() {
     assert!(locked, "{log}");
     assert_eq!(code, 0, "{log}");
 }
+
+/// The `N events` and `N held back` of a run's summary line.
+fn summary_counts(log: &str) -> (u64, u64) {
+    let line = log
+        .lines()
+        .find(|l| l.contains(" events in "))
+        .unwrap_or_default();
+    let number_before = |what: &str| -> u64 {
+        line.split(what)
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let held = match line.contains(" held back") {
+        true => number_before(" held back"),
+        false => 0,
+    };
+    (number_before(" events in"), held)
+}
+
+fn sim_pipeline(state: bool) -> String {
+    let state = match state {
+        true => "state: {dir: state, interval: 200ms}",
+        false => "",
+    };
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kafka/trucks-50.yaml");
+    format!(
+        r#"
+name: simulated
+{state}
+sources:
+  trucks: {{type: sim, scenario: "{}", speed: 600, seed: 4, duration: 30m, key: device, time: ts, max_out_of_orderness: 30s}}
+operators:
+  too_warm: {{type: threshold, inputs: [trucks], field: temperature_c, above: 4.0, for: 2m}}
+sinks:
+  alerts: {{type: file, inputs: [too_warm], path: alerts.jsonl}}
+"#,
+        scenario.display()
+    )
+}
+
+#[test]
+fn a_stopped_simulation_resumes_at_the_message_it_stopped_at() {
+    let reference = tempfile::tempdir().unwrap();
+    write(
+        reference.path(),
+        "p.yaml",
+        sim_pipeline(false).replace("speed: 600", "speed: 0"),
+    );
+    let out = support::run_in(reference.path(), &["run", "p.yaml"]);
+    let (all, _) = summary_counts(&support::stderr(&out));
+    assert!(
+        out.status.success() && all > 8000,
+        "{}",
+        support::stderr(&out)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", sim_pipeline(true));
+    let first = Floe::run(dir.path(), "first.log", &["run", "p.yaml"]);
+    wait_for_checkpoint(&dir.path().join("state"));
+    let (code, first_log) = first.stop();
+    assert_eq!(code, 0, "{first_log}");
+    let mut second = Floe::run(dir.path(), "second.log", &["run", "p.yaml"]);
+    let (code, second_log) = second.wait();
+    assert_eq!(code, 0, "{second_log}");
+    let (before, held) = summary_counts(&first_log);
+    let (after, _) = summary_counts(&second_log);
+    assert!(before > 0 && after > 0, "{first_log}\n{second_log}");
+    // What the first run held back for ordering, the second processed.
+    assert_eq!(
+        before + after,
+        all,
+        "held {held}\n{first_log}\n{second_log}"
+    );
+    assert_eq!(
+        alert_ids(&dir.path().join("alerts.jsonl")),
+        alert_ids(&reference.path().join("alerts.jsonl"))
+    );
+}

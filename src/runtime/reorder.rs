@@ -199,6 +199,43 @@ mod tests {
     }
 
     #[test]
+    fn held_events_survive_a_checkpoint_with_their_fields_by_name() {
+        let mut schema = Schema::default();
+        let (temp, door) = (schema.intern("temp"), schema.intern("door"));
+        let kind = schema.intern("kind");
+        let mut r = Reorder::default();
+        let mut ready = Vec::new();
+        for (t, v) in [(10, -0.0), (30, f64::MAX), (20, 1e-300)] {
+            let mut e = Event::new("k".into(), t);
+            e.set(temp, Value::Num(v));
+            e.set(door, Value::Bool(t == 20));
+            e.set(kind, Value::Str("reefer".into()));
+            e.origin.position = t as u64;
+            assert!(r.push(e, 100, &mut ready).is_none());
+        }
+        let bytes = crate::state::codec::encode(&r.save(&schema)).unwrap();
+        // The next pipeline reads `door` and `temp` under other numbers,
+        // and no longer reads `kind`.
+        let mut next = Schema::default();
+        let (door2, temp2) = (next.intern("door"), next.intern("temp"));
+        let saved: Saved = crate::state::codec::decode(&bytes).unwrap();
+        let mut back = Reorder::restore(saved, &"k".into(), 3, &next);
+        let mut events = Vec::new();
+        back.drain(&mut events);
+        assert_eq!(times(&events), [10, 20, 30]);
+        let bits = |e: &Event| e.num(temp2).map(f64::to_bits);
+        assert_eq!(bits(&events[0]), Some((-0.0f64).to_bits()));
+        assert_eq!(bits(&events[2]), Some(f64::MAX.to_bits()));
+        assert_eq!(events[1].get(door2), Some(&Value::Bool(true)));
+        assert_eq!(events[1].fields.len(), 2);
+        assert_eq!(
+            (events[1].origin.source, events[1].origin.position),
+            (3, 20)
+        );
+        assert_eq!(back.latest(), Some(30));
+    }
+
+    #[test]
     fn zero_tolerance_passes_in_order_events_straight_through() {
         let mut r = Reorder::default();
         let (ready, late) = push_all(&mut r, &[1, 2, 2, 1, 3], 0);

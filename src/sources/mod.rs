@@ -1,7 +1,6 @@
 //! Sources: where events come from.
 //!
-//! A source reads raw messages and hands each to its
-//! [`Ingest`](crate::runtime::Ingest), which
+//! A source reads raw messages and hands each to its [`Ingest`], which
 //! decodes it (or dead-letters it with its reason and origin) and routes the
 //! event to the worker that owns its key. Sources only move bytes; decoding,
 //! routing and back-pressure are the same for all of them.

@@ -1,77 +1,28 @@
-//! A worker: owns a share of the keys and runs the whole operator graph for
-//! them.
-//!
-//! Every operator is keyed by the same entity key, so one key's events and
-//! everything derived from them stay on one worker: an event goes through
-//! the graph depth-first, synchronously, with no channel between operators.
-//!
-//! With a state dir the worker also takes part in checkpoints: once a
-//! checkpoint's barrier has come from every running source it saves the
-//! keys that changed (see [`Core::snapshot`]). A source's messages that
-//! arrive after its barrier wait until then (barrier alignment), so the
-//! saved state is exactly what the events before the barriers made.
+//! The synchronous heart of a worker: keys, clocks and operator state,
+//! and the walk of an event through the operator graph.
 
-use super::Ack;
-use super::checkpoint::{Checkpoints, Restore};
-use super::dataflow::Dataflow;
-use super::keys::{Heard, Keys};
-use super::metrics::{Metrics, Snapshot};
-use super::reorder::{Reorder, Saved};
-use super::router::WorkerMsg;
 use crate::config::Duration;
 use crate::event::{Event, Key, time};
 use crate::operators::{Emitter, KeyedOperator, Output};
-use crate::runtime::DeadLetters;
-use crate::sinks::{Batch, Record};
-use crate::state::codec::{self, CodecError};
-use crate::state::store::{SavedKey, SegmentWriter, WorkerClock};
-use std::collections::VecDeque;
+use crate::runtime::Ack;
+use crate::runtime::dataflow::Dataflow;
+use crate::runtime::keys::{Heard, Keys};
+use crate::runtime::metrics::Snapshot;
+use crate::runtime::reorder::Reorder;
+use crate::sinks::Record;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use tokio::sync::mpsc;
-use xxhash_rust::xxh3::xxh3_64;
-
-/// A sink stopped taking records; the run is failing.
-#[derive(Debug)]
-pub struct SinkGone;
-
-pub struct Worker {
-    flow: Arc<Dataflow>,
-    core: Core,
-    /// This worker's number.
-    index: usize,
-    sinks: Vec<mpsc::Sender<Batch>>,
-    dead_letters: DeadLetters,
-    metrics: Arc<Metrics>,
-    checkpoints: Option<Arc<Checkpoints>>,
-    /// Per source: `Some(stopped)` once it is done.
-    done: Vec<Option<bool>>,
-    /// The checkpoint whose barriers are arriving.
-    aligning: Option<Aligning>,
-    /// Per source: its messages that came after its barrier.
-    behind: Vec<VecDeque<WorkerMsg>>,
-    /// Messages released by a completed alignment, handled before the
-    /// channel's.
-    released: VecDeque<WorkerMsg>,
-}
-
-struct Aligning {
-    seq: u64,
-    full: bool,
-    /// Per source: its barrier has come.
-    reached: Vec<bool>,
-    ack: Option<Ack>,
-}
 
 /// The synchronous heart of a worker: keys, clocks and operator state.
-/// Benchmarks drive it directly; [`Worker`] adds the channels.
+/// Benchmarks drive it directly; the async worker around it adds the
+/// channels.
 pub struct Core {
-    operators: Vec<Box<dyn KeyedOperator>>,
+    pub(super) operators: Vec<Box<dyn KeyedOperator>>,
     /// The operators that keep time, by index.
-    ticking: Vec<usize>,
-    keys: Keys,
+    pub(super) ticking: Vec<usize>,
+    pub(super) keys: Keys,
     /// Per source, per slot: the key's clock and held-back events.
-    clocks: Vec<Vec<Reorder>>,
+    pub(super) clocks: Vec<Vec<Reorder>>,
     /// Per sink: records produced since the outbox was last emptied.
     pub outbox: Vec<Vec<Arc<Record>>>,
     /// Events the worker could not use, and why.
@@ -83,10 +34,10 @@ pub struct Core {
     /// Scratch for events released by a clock.
     ready: Vec<Event>,
     /// Latest event time seen, and when operators' timers run next on it.
-    clock: i64,
-    next_tick: i64,
+    pub(super) clock: i64,
+    pub(super) next_tick: i64,
     /// The wall clock: set once per batch.
-    now: i64,
+    pub(super) now: i64,
     key_counts: Arc<KeyCounts>,
 }
 
@@ -132,202 +83,10 @@ impl KeyCounts {
 }
 
 /// How often operators' timers run, in ms of the clock they run on.
-const TICK_MS: i64 = 1000;
-
-impl Worker {
-    pub fn new(
-        flow: Arc<Dataflow>,
-        core: Core,
-        index: usize,
-        sinks: Vec<mpsc::Sender<Batch>>,
-        dead_letters: DeadLetters,
-        metrics: Arc<Metrics>,
-        checkpoints: Option<Arc<Checkpoints>>,
-    ) -> Self {
-        let sources = flow.sources;
-        Worker {
-            flow,
-            core,
-            index,
-            sinks,
-            dead_letters,
-            metrics,
-            checkpoints,
-            done: vec![None; sources],
-            aligning: None,
-            behind: (0..sources).map(|_| VecDeque::new()).collect(),
-            released: VecDeque::new(),
-        }
-    }
-
-    /// Processes messages until every source has hung up, then flushes
-    /// what the operators still hold (open windows), unless a source was
-    /// stopped with its state kept for the next run.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<WorkerMsg>) -> Result<(), SinkGone> {
-        let wall_clock = self.flow.live && self.core.ticks(&self.flow);
-        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(TICK_MS as u64));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            let msg = match self.released.pop_front() {
-                Some(msg) => msg,
-                None => tokio::select! {
-                    msg = rx.recv() => match msg {
-                        Some(msg) => msg,
-                        None => break,
-                    },
-                    _ = ticker.tick(), if wall_clock => {
-                        self.core.tick(&self.flow, time::now_ms());
-                        self.flush(None).await?;
-                        continue;
-                    }
-                },
-            };
-            self.handle(msg).await?;
-        }
-        // The sources are gone mid-checkpoint (the run is failing): what
-        // waited behind barriers is still processed.
-        self.aligning = None;
-        for msg in self
-            .behind
-            .iter_mut()
-            .flat_map(|q| q.drain(..))
-            .collect::<Vec<_>>()
-        {
-            self.handle(msg).await?;
-        }
-        match self.done.contains(&Some(true)) {
-            true => self.core.counts.held = self.core.held(),
-            false => self.core.end(&self.flow),
-        }
-        self.flush(None).await
-    }
-
-    async fn handle(&mut self, msg: WorkerMsg) -> Result<(), SinkGone> {
-        let source = msg.source();
-        if self.aligning.as_ref().is_some_and(|a| a.reached[source]) {
-            self.behind[source].push_back(msg);
-            return Ok(());
-        }
-        match msg {
-            WorkerMsg::Events(_, batch) => {
-                self.core.now = time::now_ms();
-                for event in batch {
-                    self.core.accept(&self.flow, event);
-                }
-                if !self.flow.live {
-                    self.core.tick_event_time(&self.flow);
-                }
-            }
-            WorkerMsg::Done { stopped, .. } => {
-                if !stopped {
-                    self.core.source_ended(&self.flow, source);
-                }
-                self.done[source] = Some(stopped);
-                self.flush(None).await?;
-                return self.align().await;
-            }
-            WorkerMsg::Mark(_, ack) => {
-                self.core.note_held(source, &ack);
-                self.flush(Some(&ack)).await?;
-                ack.done();
-                return Ok(());
-            }
-            WorkerMsg::Barrier { seq, full, ack, .. } => {
-                let sources = self.flow.sources;
-                let aligning = self.aligning.get_or_insert_with(|| Aligning {
-                    seq,
-                    full,
-                    reached: vec![false; sources],
-                    ack: None,
-                });
-                aligning.reached[source] = true;
-                match &aligning.ack {
-                    Some(_) => ack.done(),
-                    None => aligning.ack = Some(ack),
-                }
-                return self.align().await;
-            }
-        }
-        self.flush(None).await
-    }
-
-    /// Completes the checkpoint being aligned once every source still
-    /// running has sent its barrier: saves the changed keys, passes the
-    /// acknowledgement on behind what they produced, and releases what
-    /// waited behind the barriers.
-    async fn align(&mut self) -> Result<(), SinkGone> {
-        let Some(aligning) = &self.aligning else {
-            return Ok(());
-        };
-        let all_in = (aligning.reached.iter().zip(&self.done)).all(|(r, d)| *r || d.is_some());
-        if !all_in {
-            return Ok(());
-        }
-        let Some(Aligning { seq, full, ack, .. }) = self.aligning.take() else {
-            return Ok(());
-        };
-        if let (Some(ack), Some(checkpoints)) = (ack, self.checkpoints.clone()) {
-            self.save(&checkpoints, seq, full, &ack);
-            self.flush(Some(&ack)).await?;
-            ack.done();
-        }
-        for queue in &mut self.behind {
-            self.released.extend(queue.drain(..));
-        }
-        Ok(())
-    }
-
-    /// Writes this worker's part of checkpoint `seq`. A failure abandons
-    /// the checkpoint (the share of `ack` is dropped), not the run.
-    fn save(&mut self, checkpoints: &Checkpoints, seq: u64, full: bool, ack: &Ack) {
-        checkpoints.clock(seq, self.index, self.core.timer_clock());
-        match self.core.snapshot(&self.flow, full) {
-            Ok(Some(segment)) => checkpoints.write_segment(seq, self.index, segment, ack.share()),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!("checkpoint {seq}: worker {}: {e}", self.index);
-                drop(ack.share());
-            }
-        }
-    }
-
-    /// Sends what the last batch produced, and shares of `ack` behind it.
-    /// Waits while a sink is behind: that wait is the back-pressure that
-    /// slows the sources.
-    async fn flush(&mut self, ack: Option<&Ack>) -> Result<(), SinkGone> {
-        for (sink, records) in self.sinks.iter().zip(&mut self.core.outbox) {
-            if !records.is_empty() || ack.is_some() {
-                let batch = Batch {
-                    records: std::mem::take(records),
-                    acks: ack.iter().map(|a| a.share()).collect(),
-                };
-                sink.send(batch).await.map_err(|_| SinkGone)?;
-            }
-        }
-        let flow = &self.flow;
-        for (event, why) in self.core.rejected.drain(..) {
-            let source = event.origin.source as usize;
-            let reason = why.describe(flow, source);
-            let origin = serde_json::json!({"position": event.origin.position});
-            let payload = event.to_json(&flow.schema, &[]);
-            self.dead_letters
-                .send(&flow.names[source], &reason, origin, payload.as_bytes())
-                .await
-                .map_err(|_| SinkGone)?;
-        }
-        if let Some(ack) = ack {
-            self.dead_letters
-                .ack(ack.share())
-                .await
-                .map_err(|_| SinkGone)?;
-        }
-        self.metrics.add(&std::mem::take(&mut self.core.counts));
-        Ok(())
-    }
-}
+pub(super) const TICK_MS: i64 = 1000;
 
 impl Rejection {
-    fn describe(&self, flow: &Dataflow, source: usize) -> String {
+    pub(super) fn describe(&self, flow: &Dataflow, source: usize) -> String {
         match self {
             Rejection::Late { behind } => format!(
                 "late: {} behind the key's latest event (max_out_of_orderness {})",
@@ -470,7 +229,12 @@ impl Core {
 
     /// The slot of a key first seen now through `source`, unless that
     /// source has its `max_keys` already.
-    fn new_slot(&mut self, flow: &Dataflow, key: &Key, source: usize) -> Result<usize, usize> {
+    pub(super) fn new_slot(
+        &mut self,
+        flow: &Dataflow,
+        key: &Key,
+        source: usize,
+    ) -> Result<usize, usize> {
         let count = &self.key_counts.counts[source];
         if let Some(max) = flow.max_keys[source] {
             if count.fetch_add(1, Ordering::Relaxed) >= max {
@@ -756,103 +520,5 @@ impl Core {
         clocks
             .map(|c| c.held().count() as u64 + u64::from(c.has_suspect()))
             .sum()
-    }
-
-    /// The worker's timer clock, as a checkpoint keeps it.
-    pub fn timer_clock(&self) -> WorkerClock {
-        WorkerClock {
-            clock: self.clock,
-            next_tick: self.next_tick,
-        }
-    }
-
-    /// The keys whose state changed since the last snapshot (all of them
-    /// when `full`), as a checkpoint segment, with tombstones for the keys
-    /// forgotten; `None` when there is nothing to write.
-    pub fn snapshot(&mut self, flow: &Dataflow, full: bool) -> Result<Option<Vec<u8>>, CodecError> {
-        let mut segment = SegmentWriter::new(&flow.components)?;
-        // Tombstones first: a key forgotten and heard from again since is
-        // written after its tombstone, and the later record wins.
-        for key in self.keys.take_dropped() {
-            // A full set replaces every segment before it: nothing to erase.
-            if !full {
-                segment.removed(&key)?;
-            }
-        }
-        let mut scratch = Vec::new();
-        for slot in 0..self.keys.len() {
-            let ticked = self.ticked(slot, &mut scratch)?;
-            if !(full || ticked || self.keys.is_dirty(slot)) {
-                continue;
-            }
-            for source in 0..flow.sources {
-                let clock = &self.clocks[source][slot];
-                if !clock.is_new() {
-                    let saved = clock.save(&flow.schema);
-                    segment.part(source as u16, |buf| codec::encode_into(&saved, buf))?;
-                }
-            }
-            for (i, op) in self.operators.iter().enumerate() {
-                segment.part((flow.sources + i) as u16, |buf| op.save(slot, buf))?;
-            }
-            segment.end_key(self.keys.key(slot))?;
-            self.keys.clean(slot);
-        }
-        Ok((segment.entries() > 0).then(|| segment.finish()))
-    }
-
-    /// Whether a timer changed the state of `slot` since the last snapshot.
-    fn ticked(&mut self, slot: usize, scratch: &mut Vec<u8>) -> Result<bool, CodecError> {
-        let mut changed = false;
-        for (i, &op) in self.ticking.iter().enumerate() {
-            scratch.clear();
-            self.operators[op].save(slot, scratch)?;
-            changed |= self.keys.rehash(slot, i, xxh3_64(scratch));
-        }
-        Ok(changed)
-    }
-
-    /// Takes this worker's keys from a restored checkpoint. Their idle
-    /// clocks start again now.
-    pub fn restore(
-        &mut self,
-        flow: &Dataflow,
-        restore: &Restore,
-        keys: Vec<SavedKey>,
-        clock: WorkerClock,
-    ) {
-        (self.clock, self.next_tick) = (clock.clock, clock.next_tick);
-        self.now = time::now_ms();
-        let mut failed = vec![false; flow.components.len()];
-        let component = |c: u16| restore.mapping.get(c as usize).copied().flatten();
-        for (key, parts) in keys {
-            // The key counts against the first source that knew it.
-            let owner = (parts.iter().filter_map(|(c, _)| component(*c)))
-                .find(|&c| c < flow.sources)
-                .unwrap_or(0);
-            let Ok(slot) = self.new_slot(flow, &key, owner) else {
-                continue;
-            };
-            for (c, bytes) in parts {
-                let Some(component) = component(c) else {
-                    continue;
-                };
-                let restored = match component.checked_sub(flow.sources) {
-                    None => codec::decode::<Saved>(&bytes).map(|saved| {
-                        self.clocks[component][slot] =
-                            Reorder::restore(saved, &key, component as u16, &flow.schema);
-                    }),
-                    Some(op) => self.operators[op].restore(slot, &bytes),
-                };
-                if let Err(e) = restored
-                    && !std::mem::replace(&mut failed[component], true)
-                {
-                    tracing::warn!(
-                        "\"{}\": saved state unreadable ({e}); its keys start with no state",
-                        flow.names[component]
-                    );
-                }
-            }
-        }
     }
 }
