@@ -255,3 +255,49 @@ fn beyond_max_keys_new_devices_are_dead_lettered_with_the_reason() {
         dead[0]
     );
 }
+
+#[test]
+fn live_a_quiet_devices_held_reading_is_processed_without_waiting_for_its_next() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = pipeline("    max_out_of_orderness: 2s").replace(
+        "    type: file\n    path: in.jsonl",
+        &format!(
+            "    type: mqtt\n    url: {}\n    topics: [fleet/+/t]\n    qos: 1",
+            broker.url()
+        ),
+    );
+    write(dir.path(), "p.yaml", yaml);
+    let floe = Floe::run(dir.path(), "floe.log", &["run", "p.yaml"]);
+    floe.wait_for_log("subscribed to");
+    let now = floe::event::time::now_ms();
+    // One warm reading, then silence: held back for ordering, it is
+    // processed once nothing has come for 2 s of wall clock.
+    broker.publish_lines("fleet/t1/t", 1, &[reading("t1", now, 9.0)]);
+    let fired = wait_for(std::time::Duration::from_secs(15), || {
+        !alerts(dir.path()).is_empty()
+    });
+    assert!(
+        fired,
+        "the held reading was never processed:\n{}",
+        floe.log()
+    );
+    // A reading older than it, still within the tolerance of the key's
+    // clock, comes too late now.
+    broker.publish_lines("fleet/t1/t", 1, &[reading("t1", now - 1000, 9.0)]);
+    let dead = wait_for(std::time::Duration::from_secs(15), || {
+        !reasons(dir.path()).is_empty()
+    });
+    let (code, log) = floe.stop();
+    assert!(dead && code == 0, "{log}");
+    assert_eq!(
+        alerts(dir.path()),
+        [("too_warm".into(), "t1".into(), "firing".into())]
+    );
+    assert_eq!(
+        reasons(dir.path()),
+        [
+            "late: 1s behind the key's latest event (max_out_of_orderness 2s), which was processed when the key went quiet"
+        ]
+    );
+}

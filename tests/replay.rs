@@ -416,7 +416,7 @@ fn sigterm_stops_a_paced_replay_cleanly_and_flushes_what_was_processed() {
         "pipeline.yaml",
         PIPELINE.replace("path: in.jsonl", "path: in.jsonl\n    speed: 1"),
     );
-    let out = support::run_until_sigterm(dir.path(), &["run", "pipeline.yaml"]);
+    let out = support::run_until_signal(dir.path(), &["run", "pipeline.yaml"], "TERM", None);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let processed = json_lines(&dir.path().join("events.jsonl")).len();
     assert!((1..3600).contains(&processed), "processed {processed}");
@@ -425,6 +425,29 @@ fn sigterm_stops_a_paced_replay_cleanly_and_flushes_what_was_processed() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn sighup_stops_a_run_with_a_drain_not_on_the_spot() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..3600)
+        .map(|s| {
+            format!(
+                r#"{{"device":"t1","ts":"{}","temperature_c":9.0}}"#,
+                rfc3339(START + s * 1000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    write(
+        dir.path(),
+        "pipeline.yaml",
+        PIPELINE.replace("path: in.jsonl", "path: in.jsonl\n    speed: 1"),
+    );
+    let out = support::run_until_signal(dir.path(), &["run", "pipeline.yaml"], "HUP", None);
+    // Killed by the signal there would be no exit code and no summary.
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains(" events in "), "{}", stderr(&out));
 }
 
 #[test]
@@ -563,7 +586,7 @@ fn a_replay_too_slow_for_the_clock_waits_for_sigterm_and_stops_cleanly() {
         );
         let out = run_in(dir.path(), &["validate", "pipeline.yaml"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let out = support::run_until_sigterm(dir.path(), &["run", "pipeline.yaml"]);
+        let out = support::run_until_signal(dir.path(), &["run", "pipeline.yaml"], "TERM", None);
         assert_eq!(
             out.status.code(),
             Some(0),

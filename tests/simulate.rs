@@ -172,7 +172,7 @@ fn a_vanishing_rate_ends_with_its_duration_or_at_sigterm_without_a_panic() {
             option,
             value,
         ];
-        let out = support::run_until_sigterm(dir.path(), &args);
+        let out = support::run_until_signal(dir.path(), &args, "TERM", Some("open.jsonl"));
         assert_eq!(
             out.status.code(),
             Some(0),

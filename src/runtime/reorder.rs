@@ -5,6 +5,13 @@
 //! put back in order; operators see each key's events sorted by time. An
 //! older event is late. A device that reconnects after an hour and sends its
 //! backlog is in order within its own clock, whatever other keys are doing.
+//!
+//! Live, a key that goes quiet would keep its last events held until it
+//! speaks again (a warm reefer's last reading, then silence, would never
+//! alert). So when nothing has arrived from a key for
+//! `max_out_of_orderness` of wall-clock time, what it holds is processed
+//! (see [`Reorder::release_quiet`]); anything older that still comes is
+//! late.
 
 use crate::event::{Event, Key, Origin, Schema, Value};
 use serde::{Deserialize, Serialize};
@@ -21,16 +28,29 @@ pub struct Reorder {
     /// In a replay, an event far ahead of the clock, held until the key's
     /// next event says whether it was a wrong clock.
     suspect: Option<Event>,
+    /// Events before this time are late: the key's held events up to it
+    /// were processed when the key went quiet.
+    floor: Option<i64>,
+    /// Wall-clock time the key's last event arrived; `None` until one has
+    /// (or since a restore, which starts the wait again).
+    arrived: Option<i64>,
 }
 
 impl Reorder {
     /// Takes an event; the ones now safe to process are appended to `ready`
     /// in time order. A late event is handed back.
     #[must_use = "a late event must be dead-lettered"]
-    pub fn push(&mut self, event: Event, max_ooo: i64, ready: &mut Vec<Event>) -> Option<Event> {
+    pub fn push(
+        &mut self,
+        event: Event,
+        max_ooo: i64,
+        now: i64,
+        ready: &mut Vec<Event>,
+    ) -> Option<Event> {
         if !self.advance(event.time, max_ooo) {
             return Some(event);
         }
+        self.arrived = Some(now);
         if max_ooo == 0 {
             ready.push(event);
             return None;
@@ -55,11 +75,30 @@ impl Reorder {
     /// once and need not pass through [`push`](Self::push).
     pub fn advance(&mut self, time: i64, max_ooo: i64) -> bool {
         let latest = self.latest.unwrap_or(time);
-        if time < latest.saturating_sub(max_ooo) {
+        let floor = self.floor.unwrap_or(i64::MIN);
+        if time < latest.saturating_sub(max_ooo).max(floor) {
             return false;
         }
         self.latest = Some(latest.max(time));
         true
+    }
+
+    /// Live: if nothing has arrived for `max_ooo` of wall-clock time by
+    /// `now`, everything held is ready; true if anything was.
+    pub fn release_quiet(&mut self, now: i64, max_ooo: i64, ready: &mut Vec<Event>) -> bool {
+        let arrived = *self.arrived.get_or_insert(now);
+        if self.held.is_empty() || now - arrived < max_ooo {
+            return false;
+        }
+        self.floor = self.held.back().map(|e| e.time);
+        ready.extend(self.held.drain(..));
+        true
+    }
+
+    /// Whether an event at `time` is late only because the key's held
+    /// events were processed when it went quiet.
+    pub fn below_floor(&self, time: i64) -> bool {
+        self.floor.is_some_and(|floor| time < floor)
     }
 
     /// The input has ended: everything held is ready.
@@ -114,6 +153,7 @@ impl Reorder {
             latest: self.latest,
             held: self.held.iter().map(save).collect(),
             suspect: self.suspect.as_ref().map(save),
+            floor: self.floor,
         }
     }
 
@@ -138,6 +178,8 @@ impl Reorder {
             latest: saved.latest,
             held: saved.held.into_iter().map(restore).collect(),
             suspect: saved.suspect.map(restore),
+            floor: saved.floor,
+            arrived: None,
         }
     }
 }
@@ -148,6 +190,7 @@ pub struct Saved<'a> {
     latest: Option<i64>,
     held: Vec<SavedEvent<'a>>,
     suspect: Option<SavedEvent<'a>>,
+    floor: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -169,7 +212,7 @@ mod tests {
     fn push_all(r: &mut Reorder, input: &[i64], max_ooo: i64) -> (Vec<i64>, Vec<i64>) {
         let (mut ready, mut late) = (Vec::new(), Vec::new());
         for &t in input {
-            if let Some(e) = r.push(Event::new("k".into(), t), max_ooo, &mut ready) {
+            if let Some(e) = r.push(Event::new("k".into(), t), max_ooo, 0, &mut ready) {
                 late.push(e.time);
             }
         }
@@ -211,7 +254,7 @@ mod tests {
             e.set(door, Value::Bool(t == 20));
             e.set(kind, Value::Str("reefer".into()));
             e.origin.position = t as u64;
-            assert!(r.push(e, 100, &mut ready).is_none());
+            assert!(r.push(e, 100, 0, &mut ready).is_none());
         }
         let bytes = crate::state::codec::encode(&r.save(&schema)).unwrap();
         // The next pipeline reads `door` and `temp` under other numbers,
@@ -233,6 +276,32 @@ mod tests {
             (3, 20)
         );
         assert_eq!(back.latest(), Some(30));
+    }
+
+    #[test]
+    fn a_quiet_key_releases_what_it_holds_and_older_events_are_late_after() {
+        let mut r = Reorder::default();
+        let mut ready = Vec::new();
+        for t in [100, 120] {
+            assert!(
+                r.push(Event::new("k".into(), t), 30, 5_000, &mut ready)
+                    .is_none()
+            );
+        }
+        assert!(ready.is_empty());
+        // Not quiet for 30 ms of wall clock yet, then quiet.
+        assert!(!r.release_quiet(5_029, 30, &mut ready));
+        assert!(r.release_quiet(5_030, 30, &mut ready));
+        assert_eq!(times(&ready), [100, 120]);
+        // 119 is within the tolerance of the clock (120), but 120 was
+        // processed already: it is late now; 120 itself is not.
+        let late = r.push(Event::new("k".into(), 119), 30, 6_000, &mut ready);
+        assert_eq!(late.map(|e| e.time), Some(119));
+        assert!(r.below_floor(119));
+        assert!(
+            r.push(Event::new("k".into(), 120), 30, 6_000, &mut ready)
+                .is_none()
+        );
     }
 
     #[test]

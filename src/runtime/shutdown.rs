@@ -1,5 +1,5 @@
-//! Cooperative shutdown: Ctrl-C or SIGTERM asks sources to stop; everything
-//! downstream then drains and flushes as if the input had ended.
+//! Cooperative shutdown: Ctrl-C, SIGTERM or SIGHUP asks sources to stop;
+//! everything downstream then drains and flushes as if the input had ended.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +38,7 @@ impl Shutdown {
         }
     }
 
-    /// Requests shutdown on the first Ctrl-C or SIGTERM; a second one exits
+    /// Requests shutdown on the first Ctrl-C, SIGTERM or SIGHUP; a second one exits
     /// at once, for when draining takes longer than the user will wait.
     pub fn on_signals(&self) {
         let shutdown = self.clone();
@@ -53,18 +53,25 @@ impl Shutdown {
     }
 }
 
+/// Ctrl-C, SIGTERM or SIGHUP. SIGHUP (a closed terminal, or `kill -HUP`)
+/// would otherwise kill the process on the spot, without the drain and the
+/// last checkpoint.
 async fn signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(mut term), Ok(mut hup)) => {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
+                    _ = hup.recv() => {}
                 }
             }
-            Err(_) => {
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }

@@ -23,9 +23,10 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Output {
         .expect("the floe binary runs")
 }
 
-/// Runs `floe` with `args` in `dir`, sends it SIGTERM after 1.5 s, and
-/// returns its output.
-pub fn run_until_sigterm(dir: &Path, args: &[&str]) -> Output {
+/// Runs `floe` with `args` in `dir` until it catches `signal` (`TERM`,
+/// `HUP`, `INT`: its handlers are in place) and, if given, has written a
+/// line to `dir/written`; then sends it that signal and returns its output.
+pub fn run_until_signal(dir: &Path, args: &[&str], signal: &str, written: Option<&str>) -> Output {
     let child = floe()
         .args(args)
         .current_dir(dir)
@@ -34,13 +35,41 @@ pub fn run_until_sigterm(dir: &Path, args: &[&str]) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the floe binary starts");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    let number = match signal {
+        "HUP" => 1,
+        "INT" => 2,
+        "TERM" => 15,
+        other => panic!("no signal number for {other}"),
+    };
+    let wrote =
+        |name: &str| std::fs::read_to_string(dir.join(name)).is_ok_and(|text| text.contains('\n'));
+    let caught = broker::wait_for(std::time::Duration::from_secs(20), || {
+        catches(child.id(), number) && written.is_none_or(wrote)
+    });
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
         .status()
         .expect("kill runs");
-    assert!(killed.success());
-    child.wait_with_output().expect("floe ends")
+    assert!(sent.success());
+    let output = child.wait_with_output().expect("floe ends");
+    assert!(
+        caught,
+        "floe never handled SIG{signal}: {}",
+        stderr(&output)
+    );
+    output
+}
+
+/// Whether process `pid` has a handler for signal `number` (Linux's
+/// `SigCgt` mask in /proc).
+fn catches(pid: u32, number: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    mask & (1 << (number - 1)) != 0
 }
 
 pub fn stdout(output: &Output) -> String {

@@ -44,8 +44,10 @@ pub struct Core {
 /// Why the worker dead-letters an event.
 #[derive(Debug, PartialEq)]
 pub enum Rejection {
-    /// Behind its key's clock by more than `max_out_of_orderness`.
-    Late { behind: i64 },
+    /// Behind its key's clock by more than `max_out_of_orderness`, or
+    /// older than what the key held when it went quiet (`quiet`), which was
+    /// processed then.
+    Late { behind: i64, quiet: bool },
     /// Ahead by more than `max_future`: of the wall clock when live; in a
     /// replay, of its key's clock, with the key's next event not following.
     Future { ahead: i64, live: bool },
@@ -88,10 +90,14 @@ pub(super) const TICK_MS: i64 = 1000;
 impl Rejection {
     pub(super) fn describe(&self, flow: &Dataflow, source: usize) -> String {
         match self {
-            Rejection::Late { behind } => format!(
-                "late: {} behind the key's latest event (max_out_of_orderness {})",
+            Rejection::Late { behind, quiet } => format!(
+                "late: {} behind the key's latest event (max_out_of_orderness {}){}",
                 Duration(*behind),
-                Duration(flow.max_ooo[source])
+                Duration(flow.max_ooo[source]),
+                match quiet {
+                    true => ", which was processed when the key went quiet",
+                    false => "",
+                }
             ),
             Rejection::Future { ahead, live } => format!(
                 "future: {} ahead of {} (max_future {})",
@@ -142,7 +148,8 @@ impl Core {
     /// Whether the worker needs a timer: some operator keeps time, or
     /// idle keys are to be forgotten.
     pub fn ticks(&self, flow: &Dataflow) -> bool {
-        !self.ticking.is_empty() || flow.idle_timeout.iter().any(Option::is_some)
+        let held_live = flow.live && flow.max_ooo.iter().any(|&m| m > 0);
+        held_live || !self.ticking.is_empty() || flow.idle_timeout.iter().any(Option::is_some)
     }
 
     /// Keys held now.
@@ -153,6 +160,9 @@ impl Core {
     /// Runs the operators' timers for every key at `now`, then forgets
     /// keys silent for longer than their source's `idle_timeout`.
     pub fn tick(&mut self, flow: &Dataflow, now: i64) {
+        if flow.live {
+            self.release_quiet(flow, now);
+        }
         for i in 0..self.ticking.len() {
             let op = self.ticking[i];
             for slot in 0..self.keys.len() {
@@ -177,6 +187,26 @@ impl Core {
         }
         self.next_tick = self.clock - self.clock.rem_euclid(TICK_MS) + TICK_MS;
         self.tick(flow, self.clock);
+    }
+
+    /// Live, processes what each key holds back for ordering once nothing
+    /// has come from it for `max_out_of_orderness`: a truck's last reading
+    /// before it goes quiet is not held until it speaks again.
+    fn release_quiet(&mut self, flow: &Dataflow, now: i64) {
+        let mut ready = std::mem::take(&mut self.ready);
+        for source in 0..flow.sources {
+            let max_ooo = flow.max_ooo[source];
+            if max_ooo == 0 {
+                continue;
+            }
+            for slot in 0..self.keys.len() {
+                if self.clocks[source][slot].release_quiet(now, max_ooo, &mut ready) {
+                    self.keys.mark_dirty(slot);
+                    self.process_ready(flow, source, slot, &mut ready);
+                }
+            }
+        }
+        self.ready = ready;
     }
 
     /// Forgets keys silent past their source's `idle_timeout`. A key
@@ -358,10 +388,10 @@ impl Core {
             return;
         }
         let mut ready = std::mem::take(&mut self.ready);
-        if let Some(late) = clock.push(event, max_ooo, &mut ready) {
-            let behind = clock.behind(late.time);
+        if let Some(late) = clock.push(event, max_ooo, self.now, &mut ready) {
+            let (behind, quiet) = (clock.behind(late.time), clock.below_floor(late.time));
             self.counts.late += 1;
-            self.reject(late, Rejection::Late { behind });
+            self.reject(late, Rejection::Late { behind, quiet });
         }
         self.process_ready(flow, source, slot, &mut ready);
         self.ready = ready;
