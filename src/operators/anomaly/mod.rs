@@ -7,25 +7,32 @@
 //!   inputs: [steady]
 //!   field: vibration_rms
 //!   method: ewma         # zscore | ewma | mad | cusum
+//!   likelihood: true     # score in [0, 1] against the key's own scores
 //!   smoothing: 2m        # the ewma chart's time constant
 //!   explain: power_kw    # the normal level follows this field (load)
+//!   cycle: 1d            # or: the normal level follows a daily cycle
 //!   new_level_after: 5m  # a load never seen is learned once it lasts this
+//!   adapt_after: 5m      # a value off its normal this long is the new normal
+//!   min_spread: 0.1      # the spread is never taken below this
 //!   by: mode             # a separate normal per value of this field
 //!   memory: 2h           # how long the normal remembers
 //!   warmup: 1h           # no score until the normal has seen this much
-//!   threshold: 12
+//!   threshold: 0.9999
 //!   for: 5m
 //!   score_field: wear_score
 //! ```
 //!
 //! Every reading goes on, with the score in `score_field`, so sinks and
 //! other operators can use it; alert episodes fire when the score passes
-//! `threshold` for `for` and resolve below `clear_below`. The normal
-//! (exponentially weighted by count and age, O(1) per reading) learns only
-//! from readings that do not look anomalous, so a fault does not become
-//! the new normal. With `explain`, the line is trusted only at loads it
-//! has learned (see `Line`). The README tells what each method catches
-//! and misses.
+//! `threshold` for `for` and resolve below `clear_below`. What is normal,
+//! and how it adapts, is in [`normal`]; `likelihood` in [`likelihood`];
+//! `explain` in [`line`]; `cycle` in [`cycle`]. The README tells what each
+//! method catches and misses.
+
+mod cycle;
+mod likelihood;
+mod line;
+mod normal;
 
 use super::alerting::{Episode, Rule, fields_and_message_reads};
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
@@ -33,6 +40,7 @@ use crate::config::{ConfigError, Duration, Spanned};
 use crate::event::template::Template;
 use crate::event::{Event, FieldId, Severity, Value};
 use compact_str::CompactString;
+use normal::{Judged, Normal};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -41,19 +49,39 @@ pub struct Config {
     field: Spanned<String>,
     #[serde(default)]
     method: Method,
+    /// Score in [0, 1]: how unusual the recent scores are for this key's
+    /// own scores (Numenta's anomaly likelihood). One threshold (0.9999)
+    /// then fits signals of any scale or noise.
+    #[serde(default)]
+    likelihood: bool,
     /// A numeric field the normal level follows (a load): the reading is
     /// scored by how far it is from what that field predicts.
     explain: Option<Spanned<String>>,
+    /// A cycle the normal level follows (`1d` for a daily one): each phase
+    /// of it has its own expected value and spread.
+    cycle: Option<Spanned<Duration>>,
+    /// Phases the cycle is cut into; default one per 15 minutes.
+    cycle_bins: Option<Spanned<usize>>,
     /// A field naming the operating regime: one normal per value.
     by: Option<Spanned<String>>,
-    #[serde(default = "default_memory")]
-    memory: Spanned<Duration>,
+    /// How long the normal remembers; default 1h, or seven cycles with
+    /// `cycle` (its deviations from the profile must not follow a slow
+    /// departure from the cycle).
+    memory: Option<Spanned<Duration>>,
     #[serde(default = "default_warmup")]
     warmup: Duration,
     /// How long the explaining field must stay at a level never seen
-    /// before the line learns it.
+    /// before the line learns it (a new load).
     #[serde(default = "default_new_level_after")]
     new_level_after: Duration,
+    /// How long the value must stay off its normal before that is the new
+    /// normal (a recalibrated sensor, a new setpoint): the episode then
+    /// resolves.
+    #[serde(default = "default_new_level_after")]
+    adapt_after: Duration,
+    /// The least spread the normal may have, in the field's units.
+    #[serde(default)]
+    min_spread: f64,
     /// Time constant of the `ewma` chart.
     #[serde(default = "default_smoothing")]
     smoothing: Spanned<Duration>,
@@ -107,9 +135,8 @@ pub enum Direction {
     Down,
 }
 
-fn default_memory() -> Spanned<Duration> {
-    Spanned::unplaced(Duration(3_600_000))
-}
+/// Cycles a normal that follows one remembers by default.
+const MEMORY_CYCLES: i64 = 7;
 
 fn default_warmup() -> Duration {
     Duration(1_800_000)
@@ -133,24 +160,28 @@ fn default_severity() -> Severity {
 
 /// Placeholders the anomaly fills in besides the built-ins.
 const OWN_VARS: &[&str] = &["score", "expected"];
-/// Readings a normal needs besides `warmup`.
-const MIN_READINGS: u32 = 30;
 /// Regimes kept per key; readings of further regimes are not scored.
 const MAX_REGIMES: usize = 16;
 /// Weight of a reading in the explaining field's level now.
 const Z_NOW: f64 = 0.2;
-/// CUSUM's allowance, in standard deviations.
-const CUSUM_K: f64 = 0.5;
-/// Most standard deviations one reading adds to an EWMA or a CUSUM.
-const CLAMP: f64 = 4.0;
+/// The default likelihood threshold: one in a hundred thousand (NAB's
+/// Numenta detector alerts at the same).
+const LIKELY: f64 = 0.99999;
+/// Cycle phases by default: one per quarter of an hour, within these.
+const QUARTER_HOUR: i64 = 900_000;
+const MAX_BINS: usize = 1440;
 
 impl Config {
     fn message(&self) -> Template {
         if let Some(m) = &self.message {
             return m.value.clone();
         }
+        let score = match self.likelihood {
+            true => "likelihood {score:.5}",
+            false => "score {score:.1}",
+        };
         let text = format!(
-            "{{key}} {} is anomalous (score {{score:.1}}, expected {{expected:.2}})",
+            "{{key}} {} is anomalous ({score}, expected {{expected:.2}})",
             self.field.value
         );
         Template::parse(&text)
@@ -158,7 +189,37 @@ impl Config {
     }
 
     fn threshold(&self) -> f64 {
-        self.threshold.unwrap_or(self.method.default_threshold())
+        let default = match self.likelihood {
+            true => LIKELY,
+            false => self.method.default_threshold(),
+        };
+        self.threshold.unwrap_or(default)
+    }
+
+    fn clear(&self) -> f64 {
+        let default = match self.likelihood {
+            true => 0.99_f64.min(self.threshold()),
+            false => self.threshold() / 2.0,
+        };
+        self.clear_below.unwrap_or(default)
+    }
+
+    fn memory(&self) -> Spanned<Duration> {
+        let cycles = self
+            .cycle
+            .as_ref()
+            .map(|c| Duration(c.value.ms() * MEMORY_CYCLES));
+        (self.memory.clone())
+            .unwrap_or_else(|| Spanned::unplaced(cycles.unwrap_or(Duration(3_600_000))))
+    }
+
+    fn cycle(&self) -> Option<(i64, usize)> {
+        let period = self.cycle.as_ref()?.value.ms();
+        let bins = self.cycle_bins.as_ref().map_or_else(
+            || (period / QUARTER_HOUR).clamp(4, MAX_BINS as i64) as usize,
+            |b| b.value,
+        );
+        Some((period, bins))
     }
 }
 
@@ -182,34 +243,78 @@ impl OperatorSpec for Config {
 
     fn check(&self) -> Vec<ConfigError> {
         let mut problems = Vec::new();
-        for d in [&self.memory, &self.smoothing] {
+        for d in [&self.memory(), &self.smoothing] {
             if d.value.ms() <= 0 {
                 problems.push(ConfigError::at(d.loc, "must be longer than 0"));
             }
         }
-        let (threshold, clear) = (self.threshold(), self.clear_below);
-        if threshold <= 0.0 || clear.is_some_and(|c| c < 0.0 || c > threshold) {
-            let message = "`threshold` must be above 0, and `clear_below` between 0 and it";
+        let (threshold, clear) = (self.threshold(), self.clear());
+        let top = if self.likelihood { 1.0 } else { f64::INFINITY };
+        if threshold <= 0.0 || threshold >= top || clear < 0.0 || clear > threshold {
+            let message = match self.likelihood {
+                true => {
+                    "with `likelihood`, `threshold` must be between 0 and 1 (0.9999: one in ten thousand), and `clear_below` between 0 and it"
+                }
+                false => "`threshold` must be above 0, and `clear_below` between 0 and it",
+            };
             problems.push(ConfigError::at(self.field.loc, message));
+        }
+        if !(self.min_spread >= 0.0 && self.min_spread.is_finite()) {
+            problems.push(ConfigError::at(
+                self.field.loc,
+                "`min_spread` must be 0 or more",
+            ));
+        }
+        if let Some(cycle) = &self.cycle {
+            if cycle.value.ms() <= 0 {
+                problems.push(ConfigError::at(cycle.loc, "must be longer than 0"));
+            }
+            if let Some(explain) = &self.explain {
+                let message = "`cycle` and `explain` cannot be used together: the expected value follows one or the other";
+                problems.push(ConfigError::at(explain.loc, message));
+            }
+        }
+        match &self.cycle_bins {
+            Some(b) if self.cycle.is_none() => {
+                problems.push(ConfigError::at(b.loc, "`cycle_bins` needs `cycle`"));
+            }
+            Some(b) if !(2..=MAX_BINS).contains(&b.value) => {
+                let message = format!("must be between 2 and {MAX_BINS}");
+                problems.push(ConfigError::at(b.loc, message));
+            }
+            _ => {}
         }
         problems
     }
 
     fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
         let threshold = self.threshold();
+        let learn_below = match self.likelihood {
+            // The normal learns by the method's own scale, whatever the
+            // alert is judged on.
+            true => self.method.default_threshold() / 2.0,
+            false => self.clear(),
+        };
         Keyed::boxed(Anomaly {
             rule: Rule::new(ctx, self.severity, &self.message(), OWN_VARS),
             field: ctx.numeric_field(&self.field),
             explain: self.explain.as_ref().map(|f| ctx.numeric_field(f)),
             by: self.by.as_ref().map(|f| ctx.field(f)),
             score_field: ctx.field(&self.score_field),
-            method: self.method,
-            memory_ms: self.memory.value.ms() as f64,
-            smoothing_ms: self.smoothing.value.ms() as f64,
-            new_level_ms: self.new_level_after.ms(),
-            warmup_ms: self.warmup.ms(),
+            params: Params {
+                method: self.method,
+                memory_ms: self.memory().value.ms() as f64,
+                smoothing_ms: self.smoothing.value.ms() as f64,
+                new_level_ms: self.new_level_after.ms(),
+                adapt_ms: self.adapt_after.ms(),
+                warmup_ms: self.warmup.ms(),
+                learn_below,
+                min_spread: self.min_spread,
+                cycle: self.cycle(),
+            },
+            likelihood: self.likelihood,
             threshold,
-            clear: self.clear_below.unwrap_or(threshold / 2.0),
+            clear: self.clear(),
             hold_ms: self.hold.ms(),
             direction: self.direction,
         })
@@ -223,15 +328,28 @@ pub struct Anomaly {
     explain: Option<FieldId>,
     by: Option<FieldId>,
     score_field: FieldId,
-    method: Method,
-    memory_ms: f64,
-    smoothing_ms: f64,
-    new_level_ms: i64,
-    warmup_ms: i64,
+    params: Params,
+    likelihood: bool,
     threshold: f64,
     clear: f64,
     hold_ms: i64,
     direction: Direction,
+}
+
+/// How a normal scores and learns.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    method: Method,
+    memory_ms: f64,
+    smoothing_ms: f64,
+    new_level_ms: i64,
+    adapt_ms: i64,
+    warmup_ms: i64,
+    /// Readings scoring at most this (in the method's units) are learned.
+    learn_below: f64,
+    min_spread: f64,
+    /// The cycle's period and phases.
+    cycle: Option<(i64, usize)>,
 }
 
 /// One key's normals (one per regime) and where it is in an episode.
@@ -239,200 +357,6 @@ pub struct Anomaly {
 pub struct State {
     regimes: Vec<(CompactString, Normal)>,
     episode: Episode,
-}
-
-/// What is normal for one key in one regime: exponentially weighted
-/// statistics of the value (or of its residual from `explain`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Normal {
-    readings: u32,
-    /// How many readings the normal remembers: each learned one adds 1,
-    /// and the sum decays with time.
-    mass: f64,
-    first: i64,
-    last: i64,
-    mean: f64,
-    var: f64,
-    ewma: f64,
-    /// Learned variance of `ewma` in normal operation.
-    ewma_var: f64,
-    median: f64,
-    mad: f64,
-    cusum_up: f64,
-    cusum_down: f64,
-    /// Weighted mean of the value.
-    ey: f64,
-    /// With `explain`: the line the value follows. Boxed, so a normal
-    /// without one stays small (the state of every key is in memory).
-    line: Option<Box<Line>>,
-}
-
-/// The least-squares line value = a + b * explaining, and where the
-/// explaining field is now.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Line {
-    /// Weighted means of the explaining field, its square, and its product
-    /// with the value.
-    ex: f64,
-    exx: f64,
-    exy: f64,
-    /// The explaining field's own reading noise (half the weighted mean
-    /// squared difference of successive readings), and its last reading.
-    ez_noise: f64,
-    last_z: f64,
-    /// The explaining field now: a short average of its last readings, so
-    /// a change of load shows within a few readings and noise does not.
-    z_now: f64,
-    /// Since when the explaining field has been at a level the line was
-    /// not learned at, and that level.
-    new_level: Option<(i64, f64)>,
-}
-
-impl Normal {
-    /// The value's expected level given the explaining field.
-    fn expected(&self, z: Option<f64>) -> f64 {
-        match (z, &self.line) {
-            (Some(z), Some(line)) => self.ey + line.slope(self.ey) * (z - line.ex),
-            _ => self.ey,
-        }
-    }
-
-    /// The line, started at explaining value `z` if there is none yet.
-    fn line(&mut self, z: f64) -> &mut Line {
-        self.line.get_or_insert_with(|| {
-            Box::new(Line {
-                z_now: z,
-                ..Line::default()
-            })
-        })
-    }
-
-    /// Forgets with the time since the last reading.
-    fn age(&mut self, dt: f64, memory_ms: f64) {
-        self.mass *= (-dt.max(0.0) / memory_ms).exp();
-    }
-
-    /// Scores residual `r`, then advances the running statistics that the
-    /// method keeps between readings (EWMA, CUSUM). `smoothing` is the
-    /// share of the time constant since the last reading (for the EWMA).
-    fn score(&mut self, method: Method, r: f64, smoothing: f64) -> f64 {
-        let sd = self.var.sqrt().max(1e-9);
-        let z = (r - self.mean) / sd;
-        // The accumulating methods take at most CLAMP deviations from one
-        // reading: a lone wild reading must not carry them past the
-        // threshold, a shift keeps adding.
-        let z_in = z.clamp(-CLAMP, CLAMP);
-        match method {
-            Method::Zscore => z,
-            Method::Ewma => {
-                let lambda = 1.0 - (-smoothing).exp();
-                self.ewma = lambda * z_in + (1.0 - lambda) * self.ewma;
-                // In the chart's own learned spread: readings that are not
-                // independent, or a line that fits loads unevenly, make it
-                // wander more than independent noise would; never less.
-                let independent = lambda / (2.0 - lambda);
-                self.ewma / self.ewma_var.max(independent).sqrt()
-            }
-            Method::Mad => (r - self.median) / (1.4826 * self.mad).max(1e-9),
-            Method::Cusum => {
-                self.cusum_up = (self.cusum_up + z_in - CUSUM_K).max(0.0);
-                self.cusum_down = (self.cusum_down - z_in - CUSUM_K).max(0.0);
-                match self.cusum_up >= self.cusum_down {
-                    true => self.cusum_up,
-                    false => -self.cusum_down,
-                }
-            }
-        }
-    }
-
-    /// Learns a reading as one more of those remembered, so a reading after
-    /// a gap (an idle machine, filtered out) does not outweigh the hours
-    /// before it, and the first readings make a plain average.
-    fn learn(&mut self, x: f64, z: Option<f64>, r: f64) {
-        self.mass += 1.0;
-        let w = 1.0 / self.mass;
-        let d = r - self.mean;
-        self.mean += w * d;
-        self.var = (1.0 - w) * (self.var + w * d * d);
-        self.ewma_var += w * (self.ewma * self.ewma - self.ewma_var);
-        let step = w * self.mad.max(1e-3);
-        self.median += step * (r - self.median).signum();
-        self.mad += w * ((r - self.median).abs() - self.mad);
-        self.ey += w * (x - self.ey);
-        if let (Some(z), Some(line)) = (z, self.line.as_mut()) {
-            line.learn(x, z, w, self.readings);
-        }
-    }
-}
-
-impl Line {
-    /// The explaining field's learned variance, and the part of it that
-    /// is reading noise rather than changes of load.
-    fn spread(&self) -> (f64, f64) {
-        let var = (self.exx - self.ex * self.ex).max(0.0);
-        (var, self.ez_noise.min(var))
-    }
-
-    /// The slope, given the value's weighted mean `ey`.
-    fn slope(&self, ey: f64) -> f64 {
-        let (var, noise) = self.spread();
-        // Noise in the explaining readings flattens a least-squares line
-        // (regression dilution): divide by the variance of the load itself,
-        // though by no less than half that of the readings while the load
-        // has barely varied.
-        let load_var = (var - noise).max(var / 2.0);
-        match load_var > 1e-12 {
-            true => (self.exy - self.ex * ey) / load_var,
-            false => 0.0,
-        }
-    }
-
-    /// Follows the explaining field with reading `z` at `t`, and says
-    /// whether the line was learned near its level now: within 3 standard
-    /// deviations of the loads seen, widened by what noise remains in the
-    /// average. With a single load seen, the line is flat and holds only
-    /// there.
-    fn follow_load(&mut self, z: f64, t: i64) -> bool {
-        self.z_now += Z_NOW * (z - self.z_now);
-        let (var, noise) = self.spread();
-        let noise_now = (noise * Z_NOW / (2.0 - Z_NOW)).sqrt();
-        let known = (self.z_now - self.ex).abs() <= 3.0 * ((var - noise).sqrt() + noise_now);
-        // Once at a level never seen, the clock runs while the field stays
-        // there (within its reading noise), even if noise takes it back into
-        // the known range a moment; a surge that moves it further restarts it.
-        let z_now = self.z_now;
-        let stays = |&(_, level): &(i64, f64)| (z_now - level).abs() <= 3.0 * noise.sqrt();
-        self.new_level = match self.new_level.filter(stays) {
-            None if !known => Some((t, self.z_now)),
-            other => other,
-        };
-        known
-    }
-
-    /// How long the explaining field has been at a level never seen.
-    fn new_level_for(&self, t: i64) -> i64 {
-        self.new_level.map_or(0, |(since, _)| t - since)
-    }
-
-    /// Learns value `x` at explaining value `z` with weight `w`; `learned`
-    /// readings came before.
-    fn learn(&mut self, x: f64, z: f64, w: f64, learned: u32) {
-        if learned > 0 {
-            // A change of load is one big step among many small ones: cap
-            // its share once the noise is known.
-            let step = (z - self.last_z).powi(2) / 2.0;
-            let cap = if learned > 10 {
-                9.0 * self.ez_noise
-            } else {
-                step
-            };
-            self.ez_noise += w * (step.min(cap) - self.ez_noise);
-        }
-        self.last_z = z;
-        self.ex += w * (z - self.ex);
-        self.exx += w * (z * z - self.exx);
-        self.exy += w * (z * x - self.exy);
-    }
 }
 
 impl Anomaly {
@@ -455,11 +379,20 @@ impl Anomaly {
         Some(&mut state.regimes[at].1)
     }
 
-    fn beyond(&self, score: f64, level: f64) -> bool {
+    /// A raw score's size in the direction that counts.
+    fn magnitude(&self, score: f64) -> f64 {
         match self.direction {
-            Direction::Up => score > level,
-            Direction::Down => score < -level,
-            Direction::Both => score.abs() > level,
+            Direction::Up => score.max(0.0),
+            Direction::Down => (-score).max(0.0),
+            Direction::Both => score.abs(),
+        }
+    }
+
+    fn beyond(&self, score: f64, level: f64) -> bool {
+        match self.likelihood {
+            // A likelihood already counts only the direction that matters.
+            true => score > level,
+            false => self.magnitude(score) > level,
         }
     }
 
@@ -508,83 +441,25 @@ impl Operator for Anomaly {
             return out.pass();
         };
         let t = event.time;
-        let reading = self.read(normal, x, z, t);
+        let reading = normal.read(x, z, t, &self.params);
+        let score = match (self.likelihood, reading.judged) {
+            (false, _) => reading.score,
+            (true, Judged::Scored) => normal.likelihood(self.magnitude(reading.score)),
+            // Nothing known yet, or just adopted: no evidence either way.
+            (true, _) => 0.5,
+        };
         let mut scored = event.clone();
-        scored.set(self.score_field, Value::Num(reading.score));
+        scored.set(self.score_field, Value::Num(score));
         out.event(scored);
         state.episode = match reading.judged {
-            Judged::Scored => self.judge(episode, event, reading.score, reading.expected, out),
+            Judged::Scored | Judged::Adopted => {
+                self.judge(episode, event, score, reading.expected, out)
+            }
             // A reading the line cannot judge breaks a `for` in progress.
             Judged::UnknownLoad => episode.step(t, false, false, self.hold_ms, |_, _| {}),
             Judged::WarmingUp => episode,
         };
     }
-}
-
-/// What one reading did to a normal.
-struct Reading {
-    score: f64,
-    expected: f64,
-    judged: Judged,
-}
-
-enum Judged {
-    Scored,
-    WarmingUp,
-    /// The explaining field is at a level the line was not learned at.
-    UnknownLoad,
-}
-
-impl Anomaly {
-    /// Scores value `x` (explained by `z`) at time `t` against the normal,
-    /// and lets the normal learn from it if it looks normal.
-    fn read(&self, normal: &mut Normal, x: f64, z: Option<f64>, t: i64) -> Reading {
-        if normal.readings == 0 {
-            normal.first = t;
-            normal.last = t;
-        }
-        let dt = (t - normal.last) as f64;
-        normal.age(dt, self.memory_ms);
-        normal.last = t;
-        let expected = normal.expected(z);
-        let r = x - expected;
-        let known = z.is_none_or(|z| normal.line(z).follow_load(z, t));
-        let ready = normal.readings >= MIN_READINGS && t - normal.first >= self.warmup_ms;
-        let (score, judged) = match (ready, known) {
-            (false, _) => (0.0, Judged::WarmingUp),
-            (true, false) => (0.0, Judged::UnknownLoad),
-            (true, true) => {
-                let smoothing = dt.max(1.0) / self.smoothing_ms;
-                (normal.score(self.method, r, smoothing), Judged::Scored)
-            }
-        };
-        // The normal learns only from what looks normal, so a fault does
-        // not become the new normal; CUSUM's own sums say so sooner.
-        let looks_normal = match judged {
-            Judged::WarmingUp => true,
-            // A load never seen is learned once it has lasted a while: a
-            // fault that moves the explaining field (a surge) is not a load.
-            Judged::UnknownLoad => {
-                let at_level = normal.line.as_ref().map_or(0, |l| l.new_level_for(t));
-                at_level >= self.new_level_ms
-            }
-            Judged::Scored => score.abs() <= self.clear && r_z(normal, r).abs() <= 3.0,
-        };
-        if looks_normal {
-            normal.learn(x, z, r);
-            normal.readings = normal.readings.saturating_add(1);
-        }
-        Reading {
-            score,
-            expected,
-            judged,
-        }
-    }
-}
-
-/// The residual's plain z-score, whatever the method.
-fn r_z(normal: &Normal, r: f64) -> f64 {
-    (r - normal.mean) / normal.var.sqrt().max(1e-9)
 }
 
 #[cfg(test)]
@@ -626,6 +501,35 @@ mod tests {
             }
         }
         fired
+    }
+
+    /// As [`firings`], every alert: (state, hours).
+    fn episodes(
+        config: &str,
+        hours: f64,
+        f: impl Fn(i64, f64) -> Vec<(&'static str, Value)>,
+    ) -> Vec<(AlertState, f64)> {
+        let mut h = Harness::new("anomaly", config);
+        let mut seen = Vec::new();
+        for i in 0..(hours * HOUR / STEP as f64) as i64 {
+            let t = i * STEP;
+            for a in alerts(h.push("m1", t, &f(i, t as f64))) {
+                seen.push((a.state, a.event_time as f64 / HOUR));
+            }
+        }
+        seen
+    }
+
+    /// Every score of a series, from `score_field`.
+    fn scores(config: &str, values: impl Iterator<Item = (i64, f64)>) -> Vec<f64> {
+        let mut h = Harness::new("anomaly", &format!("field: v\n{config}score_field: s\n"));
+        let score = h.field("s");
+        let mut seen = Vec::new();
+        for (t, v) in values {
+            let events = super::super::test_support::events(h.push("m1", t, &[("v", num(v))]));
+            seen.extend(events.iter().map(|e| e.num(score).unwrap_or(f64::NAN)));
+        }
+        seen
     }
 
     fn num(v: f64) -> Value {
@@ -813,5 +717,170 @@ mod tests {
             "no score while warming up"
         );
         assert!(scores[30..].iter().all(|&s| s.abs() < 4.0 && s != 0.0));
+    }
+
+    #[test]
+    fn a_permanent_level_shift_alerts_once_then_resolves_after_adapt_after() {
+        for method in METHODS {
+            // A recalibrated sensor: +8 from hour 2, for good.
+            let shift = signal(|h| if h > 2.0 { 8.0 } else { 0.0 });
+            let seen = episodes(&config(method, "adapt_after: 10m\n"), 6.0, shift);
+            let [
+                (AlertState::Firing, fired),
+                (AlertState::Resolved, resolved),
+            ] = seen[..]
+            else {
+                panic!("{method}: one episode expected, got {seen:?}");
+            };
+            assert!((2.0..2.1).contains(&fired), "{method}: fired at {fired}");
+            // Resolved once the shift has lasted 10 minutes, not before.
+            let after = (resolved - 2.0) * 60.0;
+            assert!(
+                (10.0..14.0).contains(&after),
+                "{method}: resolved {after} min after"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fault_shorter_than_adapt_after_is_not_adopted() {
+        // 8 up for 5 minutes, twice: both alert, neither becomes normal.
+        let spells = |h: f64| {
+            let hot = (2.0..2.0 + 5.0 / 60.0).contains(&h) || (3.0..3.0 + 5.0 / 60.0).contains(&h);
+            if hot { 8.0 } else { 0.0 }
+        };
+        let fired = firings(&config("zscore", "adapt_after: 10m\n"), 4.0, signal(spells));
+        assert_eq!(fired.len(), 2, "{fired:?}");
+        assert!((3.0..3.05).contains(&fired[1]), "{fired:?}");
+    }
+
+    #[test]
+    fn a_quantised_or_flat_warm_up_does_not_inflate_later_scores() {
+        let quiet = "warmup: 1h\n";
+        // Steps of 0.1, and for the first hour never more than one step
+        // from 20.0; then the usual wiggle of a step or two.
+        let quantised = (0..3 * 360).map(|i: i64| {
+            let steps = if i < 360 { i % 2 } else { (i * 7) % 5 - 2 };
+            (i * STEP, 20.0 + 0.1 * steps as f64)
+        });
+        let worst = scores(quiet, quantised)
+            .iter()
+            .fold(0.0, |m: f64, s| m.max(s.abs()));
+        assert!(worst < 4.0, "a quantised wiggle scored {worst}");
+        // Flat for the first hour (a stuck warm-up), then noisy.
+        let flat = (0..3 * 360).map(|i: i64| {
+            let v = if i < 360 {
+                20.0
+            } else {
+                20.0 + 0.01 * noise(i)
+            };
+            (i * STEP, v)
+        });
+        let worst = scores(quiet, flat)[400..]
+            .iter()
+            .fold(0.0, |m: f64, s| m.max(s.abs()));
+        assert!(worst < 4.0, "noise after a flat warm-up scored {worst}");
+        // And the floor is no blindfold: 30 steps up still alerts.
+        let jump = (0..3 * 360).map(|i: i64| {
+            let v = if i == 700 {
+                23.0
+            } else {
+                20.0 + 0.1 * (i % 2) as f64
+            };
+            (i * STEP, v)
+        });
+        let seen = scores(quiet, jump);
+        assert!(seen[700] > 4.0, "{}", seen[700]);
+    }
+
+    #[test]
+    fn a_minimum_spread_is_honoured() {
+        let series = (0..2 * 360).map(|i: i64| {
+            (
+                i * STEP,
+                20.0 + 0.001 * noise(i) + if i == 600 { 0.5 } else { 0.0 },
+            )
+        });
+        let plain = scores("warmup: 1h\n", series.clone());
+        assert!(plain[600] > 100.0, "{}", plain[600]);
+        let floored = scores("warmup: 1h\nmin_spread: 0.5\n", series);
+        assert!(floored[600] < 2.0, "{}", floored[600]);
+    }
+
+    /// A daily cycle of amplitude 10 with noise 1, readings every 10 s.
+    fn daily(i: i64, t: f64) -> f64 {
+        10.0 + 10.0 * (std::f64::consts::TAU * t / (24.0 * HOUR)).sin() + noise(i)
+    }
+
+    #[test]
+    fn a_daily_cycle_does_not_alert_and_breaking_it_does() {
+        // A departure of hours is adopted if `adapt_after` is shorter.
+        let cfg = "field: v\nmethod: zscore\ncycle: 1d\nwarmup: 1h\nfor: 2m\nadapt_after: 12h\n";
+        let cycle = |i: i64, t: f64| vec![("v", num(daily(i, t)))];
+        let fired = firings(cfg, 96.0, cycle);
+        assert!(fired.is_empty(), "{fired:?}");
+        // On the third night (its trough at hour 66) it does not cool
+        // down: up to 6 deviations warmer, smoothly, from hour 62 to 70.
+        let broken = |i: i64, t: f64| {
+            let h = t / HOUR;
+            let warm = match (62.0..70.0).contains(&h) {
+                true => 6.0 * (std::f64::consts::PI * (h - 62.0) / 8.0).sin().powi(2),
+                false => 0.0,
+            };
+            vec![("v", num(daily(i, t) + warm))]
+        };
+        let fired = firings(cfg, 96.0, broken);
+        assert!(
+            fired.first().is_some_and(|&h| (62.0..67.0).contains(&h)),
+            "{fired:?}"
+        );
+        // A plain normal follows the warm night as it follows the cycle.
+        let plain = "field: v\nmethod: zscore\nwarmup: 1h\nfor: 2m\nadapt_after: 12h\n";
+        let fired = firings(plain, 96.0, broken);
+        assert!(fired.is_empty(), "{fired:?}");
+    }
+
+    #[test]
+    fn likelihood_is_a_probability_and_the_same_for_signals_1000_times_apart() {
+        let cfg = "likelihood: true\nwarmup: 30m\n";
+        let series = |scale: f64| {
+            (0..4 * 360).map(move |i: i64| {
+                let spike = if i == 1000 { 12.0 } else { 0.0 };
+                (i * STEP, 500.0 + scale * (noise(i) + spike))
+            })
+        };
+        let small = scores(cfg, series(0.01));
+        let large = scores(cfg, series(10.0));
+        assert!(small.iter().all(|p| (0.0..=1.0).contains(p)), "{small:?}");
+        for (a, b) in small.iter().zip(&large) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        assert!(small[1000] > 0.9999, "the spike: {}", small[1000]);
+        let usual = small[600..990].iter().fold(0.0, |m: f64, p| m.max(*p));
+        assert!(usual < 0.9999, "noise reached {usual}");
+    }
+
+    #[test]
+    fn likelihood_alerts_on_the_default_threshold() {
+        let spike = signal(|h| if (2.0..2.02).contains(&h) { 15.0 } else { 0.0 });
+        let fired = firings("field: v\nlikelihood: true\n", 4.0, spike);
+        assert!(
+            fired.first().is_some_and(|&h| (2.0..2.05).contains(&h)),
+            "{fired:?}"
+        );
+        let quiet = firings("field: v\nlikelihood: true\n", 4.0, signal(|_| 0.0));
+        assert!(quiet.is_empty(), "{quiet:?}");
+    }
+
+    #[test]
+    fn duplicate_timestamps_are_each_scored() {
+        // Every reading twice, at the same time.
+        let twice = (0..720).map(|i: i64| ((i / 2) * STEP, 10.0 + noise(i / 2)));
+        let seen = scores("warmup: 30m\n", twice);
+        assert_eq!(seen.len(), 720);
+        assert!(
+            seen.iter().all(|s| s.is_finite() && s.abs() < 6.0),
+            "{seen:?}"
+        );
     }
 }
