@@ -9,13 +9,13 @@
 //! expected value at any time is the profile interpolated between the two
 //! nearest phases, and a reading is scored in its phase's own deviations:
 //! a busy hour's wide swings and a quiet hour's small ones are judged
-//! each by their own. O(1) per reading; memory is the bins (16 bytes and
-//! a count each). A phase is not scored until it has been seen a few
-//! times: the first cycle is a warm-up.
+//! each by their own. O(1) per reading; memory is the bins (16 bytes,
+//! a count and two times each). A phase is scored from the cycle after it
+//! was first seen: the first cycle is a warm-up.
 
 use serde::{Deserialize, Serialize};
 
-/// Readings a phase needs before its readings are scored.
+/// Readings a phase needs besides a cycle before its readings are scored.
 const KNOWN: f64 = 3.0;
 /// Cycles a phase remembers.
 const MEMORY_CYCLES: f64 = super::MEMORY_CYCLES as f64;
@@ -28,10 +28,18 @@ pub struct Cycle {
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 struct Phase {
     level: f64,
-    /// Mean absolute deviation from `level`.
+    /// Mean absolute deviation from the profile.
     dev: f64,
     mass: f64,
     last: i64,
+    /// When the phase was first seen: it is scored from its next cycle.
+    since: Option<i64>,
+}
+
+impl Phase {
+    fn known(&self, t: i64, period: i64) -> bool {
+        self.mass >= KNOWN && self.since.is_some_and(|since| t - since >= period / 2)
+    }
 }
 
 impl Cycle {
@@ -56,8 +64,7 @@ impl Cycle {
     pub fn expected(&self, t: i64, period: i64) -> Option<(f64, f64)> {
         let (a, b, w) = self.around(t, period);
         let (pa, pb) = (&self.bins[a], &self.bins[b]);
-        let known = |p: &Phase| p.mass >= KNOWN;
-        let (level, dev) = match (known(pa), known(pb)) {
+        let (level, dev) = match (pa.known(t, period), pb.known(t, period)) {
             (true, true) => (
                 pa.level + w * (pb.level - pa.level),
                 pa.dev + w * (pb.dev - pa.dev),
@@ -82,6 +89,7 @@ impl Cycle {
         let memory = MEMORY_CYCLES * period as f64;
         phase.mass *= (-((t - phase.last).max(0) as f64) / memory).exp();
         phase.last = t;
+        phase.since.get_or_insert(t);
         phase.mass += 1.0;
         let w = 1.0 / phase.mass;
         if phase.mass == 1.0 {
@@ -112,6 +120,8 @@ mod tests {
         for t in (0..3 * DAY).step_by(300_000) {
             cycle.learn(t, DAY, level(t));
         }
+        // The first cycle is a warm-up: not scored yet.
+        assert_eq!(cycle.expected(DAY / 4, DAY), None);
         for t in (3 * DAY..4 * DAY).step_by(3_700_000) {
             let (expected, _) = cycle.expected(t, DAY).unwrap();
             assert!(
@@ -121,7 +131,8 @@ mod tests {
             );
         }
         cycle.shift(2.0);
-        let (shifted, _) = cycle.expected(DAY / 4, DAY).unwrap();
-        assert!((shifted - level(DAY / 4) - 2.0).abs() < 0.3);
+        let t = 3 * DAY + DAY / 4;
+        let (shifted, _) = cycle.expected(t, DAY).unwrap();
+        assert!((shifted - level(t) - 2.0).abs() < 0.3);
     }
 }

@@ -135,6 +135,17 @@ pub enum Direction {
     Down,
 }
 
+impl Direction {
+    /// A raw score's size in the direction that counts.
+    fn magnitude(self, score: f64) -> f64 {
+        match self {
+            Direction::Up => score.max(0.0),
+            Direction::Down => (-score).max(0.0),
+            Direction::Both => score.abs(),
+        }
+    }
+}
+
 /// Cycles a normal that follows one remembers by default.
 const MEMORY_CYCLES: i64 = 7;
 
@@ -289,11 +300,14 @@ impl OperatorSpec for Config {
 
     fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
         let threshold = self.threshold();
-        let learn_below = match self.likelihood {
-            // The normal learns by the method's own scale, whatever the
-            // alert is judged on.
-            true => self.method.default_threshold() / 2.0,
-            false => self.clear(),
+        // The normal learns, and adopts changes, by the method's own
+        // scale, whatever the alert is judged on.
+        let (alert_at, learn_below) = match self.likelihood {
+            true => {
+                let raw = self.method.default_threshold();
+                (raw, raw / 2.0)
+            }
+            false => (threshold, self.clear()),
         };
         Keyed::boxed(Anomaly {
             rule: Rule::new(ctx, self.severity, &self.message(), OWN_VARS),
@@ -309,6 +323,8 @@ impl OperatorSpec for Config {
                 adapt_ms: self.adapt_after.ms(),
                 warmup_ms: self.warmup.ms(),
                 learn_below,
+                alert_at,
+                direction: self.direction,
                 min_spread: self.min_spread,
                 cycle: self.cycle(),
             },
@@ -347,6 +363,10 @@ pub struct Params {
     warmup_ms: i64,
     /// Readings scoring at most this (in the method's units) are learned.
     learn_below: f64,
+    /// The score that alerts (in the method's units): a change is one
+    /// the rule would alert on, in its direction.
+    alert_at: f64,
+    direction: Direction,
     min_spread: f64,
     /// The cycle's period and phases.
     cycle: Option<(i64, usize)>,
@@ -379,20 +399,11 @@ impl Anomaly {
         Some(&mut state.regimes[at].1)
     }
 
-    /// A raw score's size in the direction that counts.
-    fn magnitude(&self, score: f64) -> f64 {
-        match self.direction {
-            Direction::Up => score.max(0.0),
-            Direction::Down => (-score).max(0.0),
-            Direction::Both => score.abs(),
-        }
-    }
-
     fn beyond(&self, score: f64, level: f64) -> bool {
         match self.likelihood {
             // A likelihood already counts only the direction that matters.
             true => score > level,
-            false => self.magnitude(score) > level,
+            false => self.direction.magnitude(score) > level,
         }
     }
 
@@ -444,7 +455,7 @@ impl Operator for Anomaly {
         let reading = normal.read(x, z, t, &self.params);
         let score = match (self.likelihood, reading.judged) {
             (false, _) => reading.score,
-            (true, Judged::Scored) => normal.likelihood(self.magnitude(reading.score)),
+            (true, Judged::Scored) => normal.likelihood(self.direction.magnitude(reading.score)),
             // Nothing known yet, or just adopted: no evidence either way.
             (true, _) => 0.5,
         };

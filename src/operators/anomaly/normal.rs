@@ -7,9 +7,9 @@
 //! has never seen:
 //!
 //! - **A lasting change is adopted.** Beside the normal, a short memory
-//!   (see [`Change`]) follows every reading. When the recent readings have
-//!   been off the normal (3 deviations away on average, whether shifted or
-//!   spread wider) for `adapt_after`, the normal moves to them: a
+//!   (see [`Change`]) follows every reading. When the recent readings
+//!   have scored past the rule's threshold for `adapt_after`, the normal
+//!   moves to them (their level, and their spread if it widened): a
 //!   recalibrated sensor or a new setpoint alerts once, then is the
 //!   normal. The price: a fault that lasts longer than `adapt_after`
 //!   becomes normal too;
@@ -36,9 +36,7 @@ const CUSUM_K: f64 = 0.5;
 const CLAMP: f64 = 4.0;
 /// Readings a normal needs besides `warmup`.
 const MIN_READINGS: u32 = 30;
-/// Recent readings this many deviations off on average (in either
-/// direction, so a wider spread counts too) are a change.
-const OFF: f64 = 3.0;
+
 /// Most deviations one reading adds to the change's recent average, so a
 /// lone wild reading is not a change.
 const CHANGE_CLAMP: f64 = 10.0;
@@ -112,30 +110,37 @@ struct Baseline {
     known: bool,
 }
 
-/// Whether the recent readings have moved away from the normal for good.
+/// Whether the recent readings have moved away from the normal for good:
+/// whether the rule would keep alerting on them.
 ///
 /// The recent averages have a time constant of a sixth of `adapt_after`:
 /// they reach a new level well within it, and after a fault that ended
 /// they are back within a fifth of it, so a fault is adopted only if it
-/// lasts about as long as `adapt_after`.
+/// lasts about as long as `adapt_after`. Only what the rule alerts on (in
+/// its direction, past its threshold) is a change: a lasting deviation it
+/// would not alert on is no reason to move the normal (with `explain`, a
+/// line that fits one load a little off must not be shifted at all loads).
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 struct Change {
     /// Recent averages of the readings' deviation from the normal (in its
-    /// deviations), of its size, and of their distance from the expected
-    /// value (in the value's units).
+    /// deviations), of its size, of their distance from the expected
+    /// value (in the value's units), and of the method's score in the
+    /// rule's direction.
     u: f64,
     size: f64,
     dx: f64,
+    score: f64,
     started: bool,
     /// Since when the recent readings have been off the normal.
     since: Option<i64>,
 }
 
 impl Change {
-    /// Follows a reading `dt` after the last; true once the recent
-    /// readings have been off the normal for `after`.
-    fn track(&mut self, u: f64, dx: f64, dt: f64, t: i64, after: i64) -> bool {
-        let tau = (after as f64 / 6.0).max(1.0);
+    /// Follows a reading `dt` after the last, which scored `score` (its
+    /// size in the rule's direction); true once the recent scores have
+    /// been past `alert_at` for `after`.
+    fn track(&mut self, u: f64, dx: f64, score: f64, dt: f64, t: i64, p: &Params) -> bool {
+        let tau = (p.adapt_ms as f64 / 6.0).max(1.0);
         let a = match self.started {
             true => 1.0 - (-dt.max(0.0) / tau).exp(),
             false => 1.0,
@@ -145,8 +150,11 @@ impl Change {
         self.u += a * (u - self.u);
         self.size += a * (u.abs() - self.size);
         self.dx += a * (dx - self.dx);
-        self.since = (self.size > OFF).then(|| self.since.unwrap_or(t));
-        self.since.is_some_and(|since| t - since >= after)
+        // Capped, so one wild reading is not a lasting change.
+        let score = score.min(CHANGE_CLAMP / 3.0 * p.alert_at);
+        self.score += a * (score - self.score);
+        self.since = (self.score > p.alert_at).then(|| self.since.unwrap_or(t));
+        self.since.is_some_and(|since| t - since >= p.adapt_ms)
     }
 
     /// How many times the variance the recent readings have about their
@@ -183,7 +191,8 @@ impl Normal {
             let smoothing = dt.max(1.0) / p.smoothing_ms;
             score = self.score(p.method, base.r, smoothing, residual_floor);
             let u = (base.r - self.mean) / self.var.sqrt().max(residual_floor);
-            if self.change.track(u, x - base.expected, dt, t, p.adapt_ms) {
+            let size = p.direction.magnitude(score);
+            if self.change.track(u, x - base.expected, size, dt, t, p) {
                 self.adopt(residual_floor);
                 (score, judged) = (0.0, Judged::Adopted);
             }
@@ -204,8 +213,13 @@ impl Normal {
             }
         };
         if looks_normal {
-            self.learn(x, z, t, base.r, p);
-            self.readings = self.readings.saturating_add(1);
+            // Until a cycle's phase is known there is no residual to learn,
+            // only the profile: the residuals' statistics start after it.
+            let residual = base.known || self.cycle.is_none();
+            self.learn(x, z, t, residual.then_some(base.r), p);
+            if residual {
+                self.readings = self.readings.saturating_add(1);
+            }
         }
         self.note_step(x);
         Reading {
@@ -327,7 +341,13 @@ impl Normal {
     /// Learns a reading as one more of those remembered, so a reading after
     /// a gap (an idle machine, filtered out) does not outweigh the hours
     /// before it, and the first readings make a plain average.
-    fn learn(&mut self, x: f64, z: Option<f64>, t: i64, r: f64, p: &Params) {
+    fn learn(&mut self, x: f64, z: Option<f64>, t: i64, r: Option<f64>, p: &Params) {
+        if let (Some((period, _)), Some(cycle)) = (p.cycle, self.cycle.as_mut()) {
+            cycle.learn(t, period, x);
+        }
+        let Some(r) = r else {
+            return;
+        };
         self.mass += 1.0;
         let w = 1.0 / self.mass;
         let d = r - self.mean;
@@ -340,9 +360,6 @@ impl Normal {
         self.ey += w * (x - self.ey);
         if let (Some(z), Some(line)) = (z, self.line.as_mut()) {
             line.learn(x, z, w, self.readings);
-        }
-        if let (Some((period, _)), Some(cycle)) = (p.cycle, self.cycle.as_mut()) {
-            cycle.learn(t, period, x);
         }
     }
 
