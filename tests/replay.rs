@@ -574,3 +574,49 @@ fn a_replay_too_slow_for_the_clock_waits_for_sigterm_and_stops_cleanly() {
         assert_eq!(processed, 1, "speed {speed}");
     }
 }
+
+#[test]
+fn dotted_names_read_fields_inside_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = [2.0, 5.0, 6.0, 3.0]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                r#"{{"meta":{{"device":"t1","ts":"{}"}},"reefer":{{"temp_c":{t},"setpoint_c":2,"door":{{"open":false}}}},"gps":[52.1,4.9]}}"#,
+                rfc3339(START + i as i64 * 60_000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    write(
+        dir.path(),
+        "pipeline.yaml",
+        r#"
+sources:
+  trucks: {type: file, path: in.jsonl, key: meta.device, time: meta.ts}
+operators:
+  too_warm:
+    type: threshold
+    inputs: [trucks]
+    field: reefer.temp_c
+    above: 4
+    message: "{key} at {value} C (setpoint {reefer.setpoint_c} C)"
+sinks:
+  alerts: {type: file, inputs: [too_warm], path: alerts.jsonl}
+dead_letter: {type: file, path: dead.jsonl}
+"#,
+    );
+    let out = run_in(dir.path(), &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(json_lines(&dir.path().join("dead.jsonl")).is_empty());
+    let alerts = json_lines(&dir.path().join("alerts.jsonl"));
+    assert_eq!(
+        episodes(&alerts),
+        [
+            ("t1".to_string(), "firing".to_string(), START + 60_000),
+            ("t1".to_string(), "resolved".to_string(), START + 3 * 60_000),
+        ]
+    );
+    assert_eq!(alerts[0]["message"], "t1 at 5 C (setpoint 2 C)");
+}

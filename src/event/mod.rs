@@ -21,8 +21,9 @@ pub use alert::{Alert, AlertState, Severity};
 /// heap allocation per event.
 pub type Key = CompactString;
 
-/// A field's value. JSON objects and arrays are not telemetry readings and
-/// are skipped by the decoder.
+/// A field's value: a scalar. The decoder looks into JSON objects for the
+/// dotted names a pipeline reads (`reefer.temp_c`); objects and arrays
+/// themselves are not values.
 ///
 /// In JSON a value is written bare (`3.5`, `true`, `"open"`); in a
 /// checkpoint, which is binary and not self-describing, with its variant.
