@@ -620,3 +620,65 @@ dead_letter: {type: file, path: dead.jsonl}
     );
     assert_eq!(alerts[0]["message"], "t1 at 5 C (setpoint 2 C)");
 }
+
+#[test]
+fn time_format_reads_epoch_seconds_and_local_timestamps_and_auto_hints_at_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let seconds = START / 1000;
+    // Warm from minute 2 to 4: fires at 4 (`for: 2m`), resolves at 5.
+    let temperature = |i: i64| if (2..5).contains(&i) { 5.0 } else { 3.0 };
+    let lines: Vec<String> = (0..6)
+        .map(|i| {
+            let t = temperature(i);
+            format!(
+                r#"{{"device":"t1","ts":{}.5,"temperature_c":{t}}}"#,
+                seconds + i * 60
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    let mut csv = String::from("device,ts,temperature_c\n");
+    for i in 0..6 {
+        let t = temperature(i);
+        csv.push_str(&format!("t1,2026-11-23 10:0{i}:00.5,{t}\n"));
+    }
+    write(dir.path(), "in.csv", csv);
+    let pipeline = |time_format: &str| {
+        PIPELINE.replace(
+            "    time: ts\n",
+            &format!("    time: ts\n    time_format: {time_format}\n"),
+        )
+    };
+    for (time_format, input) in [
+        ("epoch_s", "trucks=file:in.jsonl"),
+        ("\"%Y-%m-%d %H:%M:%S%.f\"", "trucks=file:in.csv"),
+    ] {
+        let _ = std::fs::remove_file(dir.path().join("alerts.jsonl"));
+        write(dir.path(), "pipeline.yaml", pipeline(time_format));
+        let out = run_in(dir.path(), &["run", "pipeline.yaml", "--input", input]);
+        assert!(out.status.success(), "{time_format}: {}", stderr(&out));
+        assert!(json_lines(&dir.path().join("dead.jsonl")).is_empty());
+        let alerts = json_lines(&dir.path().join("alerts.jsonl"));
+        assert_eq!(
+            episodes(&alerts),
+            [
+                ("t1".into(), "firing".into(), START + 4 * 60_000 + 500),
+                ("t1".into(), "resolved".into(), START + 5 * 60_000 + 500),
+            ],
+            "{time_format}"
+        );
+    }
+
+    // Without time_format, seconds are read as milliseconds of January 1970.
+    write(dir.path(), "pipeline.yaml", PIPELINE);
+    let out = run_in(dir.path(), &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 6);
+    assert_eq!(
+        dead[0]["reason"],
+        format!(
+            "time field `ts`: {seconds}.5 is outside 2000-01-01..2100-01-01 as epoch milliseconds; if it is epoch seconds, set `time_format: epoch_s`"
+        )
+    );
+}

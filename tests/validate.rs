@@ -42,6 +42,7 @@ invalid!(
     kafka_options,
     mqtt_options,
     structure,
+    time_format,
     typo_option,
     unknown_input,
     yaml_syntax,

@@ -150,9 +150,16 @@ pub struct SourceDef {
 impl SourceDef {
     /// `key: topic[N]` needs a source whose messages arrive on topics;
     /// `key: record.key` and `time: record.timestamp`, one that reads
-    /// Kafka records.
-    pub fn check_envelope(&self) -> Result<(), ConfigError> {
+    /// Kafka records; `time_format`, a time field to read.
+    pub fn check_envelope(&self) -> Vec<ConfigError> {
         let carries = self.spec.carries();
+        let mut problems = Vec::new();
+        let mut problem = |loc, what: String| {
+            problems.push(ConfigError::at(
+                loc,
+                format!("source \"{}\": {what}", self.id),
+            ))
+        };
         if let Some(key) = &self.common.key {
             let needs = match KeySpec::parse(key) {
                 KeySpec::TopicLevel(_) if !carries.topics => {
@@ -164,22 +171,35 @@ impl SourceDef {
                 _ => None,
             };
             if let Some(needs) = needs {
-                let message = format!("source \"{}\": `key: {}` {needs}", self.id, key.value);
-                return Err(ConfigError::at(key.loc, message));
+                problem(key.loc, format!("`key: {}` {needs}", key.value));
             }
         }
-        match &self.common.time {
-            Some(time)
-                if TimeSpec::parse(time) == TimeSpec::RecordTimestamp && !carries.records =>
-            {
-                let message = format!(
-                    "source \"{}\": `time: {}` takes the time from a record's timestamp, and only kafka sources have records",
-                    self.id, time.value
-                );
-                Err(ConfigError::at(time.loc, message))
-            }
-            _ => Ok(()),
+        let record_time = (self.common.time.as_ref())
+            .filter(|time| TimeSpec::parse(time) == TimeSpec::RecordTimestamp);
+        if let Some(time) = record_time
+            && !carries.records
+        {
+            problem(
+                time.loc,
+                format!(
+                    "`time: {}` takes the time from a record's timestamp, and only kafka sources have records",
+                    time.value
+                ),
+            );
         }
+        match (&self.common.time_format, &self.common.time) {
+            (Some(format), None) => problem(
+                format.loc,
+                "`time_format` says how `time` is written, and there is no `time`".into(),
+            ),
+            (Some(format), Some(_)) if record_time.is_some() => problem(
+                format.loc,
+                "`time_format` does not apply to `time: record.timestamp` (epoch milliseconds)"
+                    .into(),
+            ),
+            _ => {}
+        }
+        problems
     }
 }
 
@@ -516,11 +536,7 @@ fn parse_sources(
         common,
         spec,
     })
-    .inspect(|source| {
-        if let Err(e) = source.check_envelope() {
-            errors.push(e);
-        }
-    })
+    .inspect(|source| errors.extend(source.check_envelope()))
     .collect()
 }
 

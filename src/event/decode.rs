@@ -6,7 +6,8 @@
 //! can trust what they get. A dotted name (`reefer.temp_c`) is a top-level
 //! key spelled so, or else a path into nested objects.
 
-use super::{Event, FieldId, Fields, Key, Origin, Schema, Value, time};
+use super::time::{self, EpochUnit, TimeFormat};
+use super::{Event, FieldId, Fields, Key, Origin, Schema, Value};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::fmt;
 use std::sync::Arc;
@@ -46,10 +47,21 @@ pub enum DecodeError {
     BadKey(String),
     #[error("missing time field `{0}`")]
     MissingTime(String),
-    #[error("time field `{field}`: `{value}` is not an RFC 3339 timestamp or epoch milliseconds")]
-    BadTime { field: String, value: String },
-    #[error("time field `{field}`: {value} is outside 2000-01-01..2100-01-01")]
-    AbsurdTime { field: String, value: String },
+    /// `problem` says what the value is not: the source's `time_format`.
+    #[error("time field `{field}`: {value} {problem}")]
+    BadTime {
+        field: String,
+        value: String,
+        problem: String,
+    },
+    /// `hint` is empty or says which `time_format` would read the value
+    /// as a plausible time.
+    #[error("time field `{field}`: {value} is outside 2000-01-01..2100-01-01{hint}")]
+    AbsurdTime {
+        field: String,
+        value: String,
+        hint: String,
+    },
     #[error("field `{field}` must be a number, got {got}")]
     WrongType { field: String, got: &'static str },
     #[error("field `{0}` is not a finite number")]
@@ -117,7 +129,7 @@ impl KeySpec {
 /// Where a source's event time is.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TimeSpec {
-    /// A field of the payload, RFC 3339 or epoch milliseconds.
+    /// A field of the payload, written as its `time_format` says.
     Field(String),
     /// The Kafka record's timestamp: `record.timestamp`.
     RecordTimestamp,
@@ -163,6 +175,8 @@ pub struct DecodeSpec {
     pub key: Option<KeySpec>,
     /// Where the event time is; `None` means arrival time.
     pub time: Option<TimeSpec>,
+    /// How a time field is written.
+    pub time_format: TimeFormat,
     pub max_message_bytes: usize,
 }
 
@@ -372,6 +386,7 @@ pub struct CsvHeader {
 }
 
 /// A scalar as it appears in a message, before the schema's checks.
+#[derive(Clone, Copy)]
 enum Scalar<'a> {
     Num(f64),
     Bool(bool),
@@ -429,7 +444,9 @@ impl<'d> Builder<'d> {
                 self.key = Some(compact_str::format_compact!("{}", n as i64))
             }
             (Slot::Key, _) => return Err(DecodeError::BadKey(name.into())),
-            (Slot::Time, v) => self.time = Some(parse_time(name, v)?),
+            (Slot::Time, v) => {
+                self.time = Some(parse_time(name, v, &self.decoder.spec.time_format)?)
+            }
             (Slot::Field(_, true), Scalar::Num(n)) if !n.is_finite() => {
                 return Err(DecodeError::NotFinite(name.into()));
             }
@@ -525,7 +542,7 @@ impl<'d> Builder<'d> {
             (None, _) => time::now_ms(),
             (Some(TimeSpec::RecordTimestamp), _) => {
                 let ms = envelope.timestamp.ok_or(DecodeError::MissingTimestamp)?;
-                check_time_range("record.timestamp", ms, || ms.to_string())?
+                check_time_range("record.timestamp", ms, || ms.to_string(), String::new)?
             }
             (Some(TimeSpec::Field(_)), Some(t)) => t,
             (Some(TimeSpec::Field(name)), None) => {
@@ -546,31 +563,64 @@ impl<'d> Builder<'d> {
     }
 }
 
-fn parse_time(field: &str, value: Scalar<'_>) -> Result<i64, DecodeError> {
+fn parse_time(field: &str, value: Scalar<'_>, format: &TimeFormat) -> Result<i64, DecodeError> {
     let ms = match value {
-        Scalar::Str(s) => time::parse_rfc3339(s).ok_or_else(|| DecodeError::BadTime {
-            field: field.into(),
-            value: s.chars().take(64).collect(),
-        })?,
-        Scalar::Num(n) if n.is_finite() && n.abs() < 1e15 => n as i64,
-        other => {
-            return Err(DecodeError::BadTime {
-                field: field.into(),
-                value: other.type_name().into(),
-            });
-        }
+        Scalar::Str(s) => format.parse_str(s),
+        Scalar::Num(n) => format.parse_num(n),
+        Scalar::Bool(_) | Scalar::Null => None,
     };
-    check_time_range(field, ms, || match value {
-        Scalar::Str(s) => s.chars().take(64).collect(),
-        _ => ms.to_string(),
-    })
+    let shown = |quote: &str| match value {
+        Scalar::Str(s) => format!("{quote}{}{quote}", s.chars().take(64).collect::<String>()),
+        Scalar::Num(n) => n.to_string(),
+        other => other.type_name().into(),
+    };
+    let Some(ms) = ms else {
+        let problem = match format {
+            TimeFormat::Auto => "is not an RFC 3339 timestamp or epoch milliseconds".into(),
+            format => format!("does not match time_format `{format}`"),
+        };
+        return Err(DecodeError::BadTime {
+            field: field.into(),
+            value: shown("`"),
+            problem,
+        });
+    };
+    let hint = || match (format, value) {
+        (TimeFormat::Auto, Scalar::Num(n)) => epoch_hint(n),
+        _ => String::new(),
+    };
+    check_time_range(field, ms, || shown(""), hint)
 }
 
-fn check_time_range(field: &str, ms: i64, shown: impl Fn() -> String) -> Result<i64, DecodeError> {
+/// Epoch seconds and milliseconds are both plain numbers: when a number
+/// read as milliseconds is no plausible time but would be one in another
+/// unit (seconds give January 1970), say which `time_format` reads it so.
+fn epoch_hint(n: f64) -> String {
+    let plausible = |unit: &EpochUnit| {
+        unit.ms(n)
+            .is_some_and(|ms| (time::MIN_TIME..time::MAX_TIME).contains(&ms))
+    };
+    match EpochUnit::ALL.into_iter().find(plausible) {
+        Some(unit) => format!(
+            " as epoch milliseconds; if it is epoch {}, set `time_format: {}`",
+            unit.name(),
+            TimeFormat::Epoch(unit)
+        ),
+        None => String::new(),
+    }
+}
+
+fn check_time_range(
+    field: &str,
+    ms: i64,
+    shown: impl FnOnce() -> String,
+    hint: impl FnOnce() -> String,
+) -> Result<i64, DecodeError> {
     if !(time::MIN_TIME..time::MAX_TIME).contains(&ms) {
         return Err(DecodeError::AbsurdTime {
             field: field.into(),
             value: shown(),
+            hint: hint(),
         });
     }
     Ok(ms)
@@ -746,6 +796,7 @@ mod tests {
         let spec = DecodeSpec {
             key: Some(KeySpec::Field("device".into())),
             time: Some(TimeSpec::Field("ts".into())),
+            time_format: TimeFormat::Auto,
             max_message_bytes: 1024,
         };
         (Decoder::new(spec, &schema, 0), temp, kind)
@@ -785,6 +836,7 @@ mod tests {
         let spec = DecodeSpec {
             key: Some(KeySpec::parse("topic[1]")),
             time: None,
+            time_format: TimeFormat::Auto,
             max_message_bytes: 1024,
         };
         let d = Decoder::new(spec, &Schema::default(), 0);
@@ -868,6 +920,7 @@ mod tests {
         let spec = DecodeSpec {
             key: Some(KeySpec::Field(key.into())),
             time: Some(TimeSpec::Field(time.into())),
+            time_format: TimeFormat::Auto,
             max_message_bytes: 1024,
         };
         (Decoder::new(spec, &schema, 0), ids)
@@ -949,6 +1002,84 @@ mod tests {
         let header = d.csv_header(b"device,ts,reefer.temp_c,reefer").unwrap();
         let e = d.decode_csv(&header, b"t1,1795428000000,4.5,x", 1).unwrap();
         assert_eq!(e.fields.as_slice(), [(ids[0], Value::Num(4.5))]);
+    }
+
+    fn decoder_with(time_format: &str) -> Decoder {
+        let spec = DecodeSpec {
+            key: Some(KeySpec::Field("device".into())),
+            time: Some(TimeSpec::Field("ts".into())),
+            time_format: TimeFormat::parse(time_format).unwrap(),
+            max_message_bytes: 1024,
+        };
+        Decoder::new(spec, &Schema::default(), 0)
+    }
+
+    #[test]
+    fn times_are_read_as_the_time_format_says() {
+        let utc = 1_795_428_000_000;
+        let seconds = decoder_with("epoch_s");
+        for record in [
+            br#"{"device":"t1","ts":1795428000}"#.as_slice(),
+            br#"{"device":"t1","ts":"1795428000"}"#,
+        ] {
+            assert_eq!(seconds.decode_json(record, 0).unwrap().time, utc);
+        }
+        let err = seconds
+            .decode_json(br#"{"device":"t1","ts":"2026-11-23T10:00:00Z"}"#, 0)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "time field `ts`: `2026-11-23T10:00:00Z` does not match time_format `epoch_s`"
+        );
+        let local = decoder_with("%Y-%m-%d %H:%M:%S");
+        let e = local
+            .decode_json(br#"{"device":"t1","ts":"2026-11-23 10:00:00"}"#, 0)
+            .unwrap();
+        assert_eq!(e.time, utc);
+        let err = local
+            .decode_json(br#"{"device":"t1","ts":"23.11.2026 10:00"}"#, 0)
+            .unwrap_err();
+        assert_eq!(err.kind(), "bad_time");
+        assert_eq!(
+            err.to_string(),
+            "time field `ts`: `23.11.2026 10:00` does not match time_format `%Y-%m-%d %H:%M:%S`"
+        );
+        let err = local
+            .decode_json(br#"{"device":"t1","ts":1795428000000}"#, 0)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "time field `ts`: 1795428000000 does not match time_format `%Y-%m-%d %H:%M:%S`"
+        );
+    }
+
+    #[test]
+    fn an_epoch_number_plausible_in_another_unit_says_which_time_format_reads_it() {
+        let d = decoder_with("auto");
+        let reason = |ts: &str| {
+            let record = format!(r#"{{"device":"t1","ts":{ts}}}"#);
+            let err = d.decode_json(record.as_bytes(), 0).unwrap_err();
+            assert_eq!(err.kind(), "absurd_time", "{ts}");
+            err.to_string()
+        };
+        assert_eq!(
+            reason("1795428000"),
+            "time field `ts`: 1795428000 is outside 2000-01-01..2100-01-01 as epoch milliseconds; if it is epoch seconds, set `time_format: epoch_s`"
+        );
+        assert!(reason("1795428000.5").ends_with("set `time_format: epoch_s`"));
+        assert!(reason("1795428000123456").ends_with("set `time_format: epoch_us`"));
+        assert!(reason("1795428000123456789").ends_with("set `time_format: epoch_ns`"));
+        assert_eq!(
+            reason("12"),
+            "time field `ts`: 12 is outside 2000-01-01..2100-01-01"
+        );
+        let err = decoder_with("epoch_ms")
+            .decode_json(br#"{"device":"t1","ts":1795428000}"#, 0)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "time field `ts`: 1795428000 is outside 2000-01-01..2100-01-01"
+        );
     }
 
     #[test]
