@@ -682,3 +682,52 @@ fn time_format_reads_epoch_seconds_and_local_timestamps_and_auto_hints_at_second
         )
     );
 }
+
+#[test]
+fn whole_numbers_in_outputs_are_written_as_integers() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = [3, 5, 5, 4]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                r#"{{"device":"t1","ts":"{}","temperature_c":{t}}}"#,
+                rfc3339(START + i as i64 * 60_000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    write(
+        dir.path(),
+        "pipeline.yaml",
+        r#"
+sources:
+  trucks: {type: file, path: in.jsonl, key: device, time: ts}
+operators:
+  too_warm: {type: threshold, inputs: [trucks], field: temperature_c, above: 4}
+  stats:
+    type: window
+    inputs: [trucks]
+    size: 10m
+    aggregates: {n: count(), mean: mean(temperature_c), top: max(temperature_c)}
+sinks:
+  alerts: {type: file, inputs: [too_warm], path: alerts.jsonl}
+  windows: {type: file, inputs: [stats], path: windows.jsonl}
+"#,
+    );
+    let out = run_in(dir.path(), &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let windows = std::fs::read_to_string(dir.path().join("windows.jsonl")).unwrap();
+    assert!(
+        windows
+            .trim_end()
+            .ends_with(r#","n":4,"mean":4.25,"top":5}"#),
+        "{windows}"
+    );
+    let alerts = std::fs::read_to_string(dir.path().join("alerts.jsonl")).unwrap();
+    let firing = alerts.lines().next().unwrap_or_default();
+    assert!(
+        firing.contains(r#""value":5,"message":"t1 temperature_c is 5, above 4","limit":4}"#),
+        "{firing}"
+    );
+}
