@@ -41,6 +41,7 @@ invalid!(
     missing_env,
     kafka_options,
     mqtt_options,
+    placeholder_typo,
     structure,
     time_format,
     typo_option,

@@ -14,7 +14,7 @@ pub mod test_case;
 pub mod yaml;
 
 pub use duration::Duration;
-pub use error::{ConfigError, Diagnostics, Loc, did_you_mean};
+pub use error::{ConfigError, Diagnostics, Loc, closest, did_you_mean};
 pub use yaml::{Node, from_node};
 
 use crate::event::decode::{KeySpec, TimeSpec};

@@ -27,7 +27,7 @@
 //! has learned (see `Line`). The README tells what each method catches
 //! and misses.
 
-use super::alerting::{Episode, Rule, fields_and_message_reads};
+use super::alerting::{Episode, Rule, check_message, fields_and_message_reads};
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
 use crate::event::template::Template;
@@ -192,6 +192,7 @@ impl OperatorSpec for Config {
             let message = "`threshold` must be above 0, and `clear_below` between 0 and it";
             problems.push(ConfigError::at(self.field.loc, message));
         }
+        problems.extend(check_message(self.message.as_ref(), OWN_VARS));
         problems
     }
 
