@@ -731,3 +731,78 @@ sinks:
         "{firing}"
     );
 }
+
+#[test]
+fn a_field_no_event_carries_is_warned_about_once_naming_the_closest_field_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |i: i64| {
+        format!(
+            r#"{{"device":"t{}","ts":"{}","temperature_c":3.5,"reefer":{{"door":false}}}}"#,
+            i % 3,
+            rfc3339(START + i * 1000)
+        )
+    };
+    let lines: Vec<String> = (0..1200).map(line).collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    write(dir.path(), "short.jsonl", lines[..3].join("\n") + "\n");
+    write(
+        dir.path(),
+        "pipeline.yaml",
+        r#"
+sources:
+  trucks: {type: file, path: in.jsonl, key: device, time: ts}
+operators:
+  closed: {type: filter, inputs: [trucks], condition: "reefer.door == false"}
+  temp_5m:
+    type: window
+    inputs: [closed]
+    size: 5m
+    aggregates: {temp_mean: mean(temperatur_c)}
+  too_warm: {type: threshold, inputs: [temp_5m], field: temp_mean, above: 4}
+  warm_now: {type: threshold, inputs: [closed], field: temperatur_c, above: 4}
+sinks:
+  alerts: {type: file, inputs: [too_warm, warm_now], path: alerts.jsonl}
+"#,
+    );
+    let warning = |events: &str| {
+        format!(
+            "source \"trucks\": no event has field \"temperatur_c\" after {events} (read by operators \"temp_5m\", \"warm_now\"; fields seen: device, reefer.door, temperature_c, ts), did you mean \"temperature_c\"?"
+        )
+    };
+    for (input, events) in [("in.jsonl", "1000 events"), ("short.jsonl", "3 events")] {
+        let out = run_in(
+            dir.path(),
+            &[
+                "run",
+                "pipeline.yaml",
+                "--input",
+                &format!("trucks=file:{input}"),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let log = stderr(&out);
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("no event has")).collect();
+        assert_eq!(warnings.len(), 1, "{log}");
+        assert!(warnings[0].ends_with(&warning(events)), "{log}");
+    }
+
+    // Spelled right, nothing to say; nor in the pipeline's own tests.
+    let fixed = std::fs::read_to_string(dir.path().join("pipeline.yaml"))
+        .unwrap()
+        .replace("temperatur_c", "temperature_c");
+    let with_tests = fixed.clone()
+        + r#"tests:
+  - name: a record without the door
+    inputs:
+      trucks:
+        - {device: t1, ts: "2026-11-23T10:00:00Z", temperature_c: 5.0}
+"#;
+    write(dir.path(), "pipeline.yaml", fixed);
+    let out = run_in(dir.path(), &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("no event has"), "{}", stderr(&out));
+    write(dir.path(), "pipeline.yaml", with_tests);
+    let out = run_in(dir.path(), &["test", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("no event has"), "{}", stderr(&out));
+}

@@ -364,6 +364,12 @@ impl Pipeline {
         graph::order(&operators).unwrap_or_default()
     }
 
+    /// Per source, the fields operators read from its events, with the
+    /// operators reading each (see [`graph::source_reads`]).
+    pub fn source_reads(&self) -> Vec<Vec<(String, Vec<String>)>> {
+        graph::source_reads(self)
+    }
+
     /// Resolves a path written in the pipeline file against its directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         match self.path.parent() {

@@ -324,13 +324,8 @@ impl Decoder {
         Ok(text)
     }
 
-    /// Decodes one JSON object; `position` is its line or offset. Without a
-    /// time field the event is stamped with its arrival time.
-    pub fn decode_json(&self, bytes: &[u8], position: u64) -> Result<Event, DecodeError> {
-        self.decode_message(bytes, &Envelope::at(position))
-    }
-
     /// Decodes one JSON message; its envelope may hold the key and time.
+    /// Without a time, the event is stamped with its arrival time.
     pub fn decode_message(&self, bytes: &[u8], envelope: &Envelope) -> Result<Event, DecodeError> {
         let text = self.check_bytes(bytes)?;
         let mut builder = Builder::new(self);
@@ -383,6 +378,37 @@ impl Decoder {
 pub struct CsvHeader {
     names: Vec<String>,
     slots: Vec<Slot>,
+}
+
+impl CsvHeader {
+    /// The column names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// Every field name of a JSON object, dotted inside nested objects
+/// (`reefer.temp_c`): what a source's records hold, for messages about
+/// what the pipeline reads. Not for the hot path: it builds the whole tree.
+pub fn json_field_names(bytes: &[u8]) -> Vec<String> {
+    fn walk(
+        prefix: &str,
+        object: &serde_json::Map<String, serde_json::Value>,
+        out: &mut Vec<String>,
+    ) {
+        for (key, value) in object {
+            let name = format!("{prefix}{key}");
+            match value {
+                serde_json::Value::Object(inner) => walk(&format!("{name}."), inner, out),
+                _ => out.push(name),
+            }
+        }
+    }
+    let mut names = Vec::new();
+    if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(bytes) {
+        walk("", &object, &mut names);
+    }
+    names
 }
 
 /// A scalar as it appears in a message, before the schema's checks.
@@ -788,6 +814,13 @@ fn split_csv(line: &str) -> Result<Vec<String>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Decoder {
+        /// A message known by its position only, as in a file.
+        fn decode_json(&self, bytes: &[u8], position: u64) -> Result<Event, DecodeError> {
+            self.decode_message(bytes, &Envelope::at(position))
+        }
+    }
 
     fn decoder() -> (Decoder, FieldId, FieldId) {
         let mut schema = Schema::default();

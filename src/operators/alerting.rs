@@ -90,7 +90,8 @@ fn message_fields<'a>(
 /// print `?` in every alert. Any other name is an event field. Since a
 /// refused name cannot be written at all, and fields may well be named
 /// like a built-in (`event_type`), only a near-certain typo is refused: one
-/// edit away, or a beginning; the rest are fields.
+/// edit away, or a beginning; the rest are fields, and one never seen in
+/// the data is warned about at run time.
 pub fn check_message(message: Option<&Spanned<Template>>, own_vars: &[&str]) -> Vec<ConfigError> {
     let Some(message) = message else {
         return Vec::new();
