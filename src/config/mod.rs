@@ -379,8 +379,8 @@ impl Pipeline {
     }
 }
 
-fn collect<T>(result: Result<T, ConfigError>, errors: &mut Vec<ConfigError>) -> Option<T> {
-    result.map_err(|e| errors.push(e)).ok()
+fn collect<T>(result: Result<T, Vec<ConfigError>>, errors: &mut Vec<ConfigError>) -> Option<T> {
+    result.map_err(|e| errors.extend(e)).ok()
 }
 
 /// A component as written: its id, its mapping and its `type`.
@@ -432,9 +432,9 @@ fn components<'a>(
                 continue;
             }
             Some(Err(e)) => e,
-            None => ConfigError::at(value.loc, "missing field `type`"),
+            None => vec![ConfigError::at(value.loc, "missing field `type`")],
         };
-        errors.push(error.in_component(what, id));
+        errors.extend(error.into_iter().map(|e| e.in_component(what, id)));
         broken.push(Broken {
             section: what,
             id: id.to_string(),
@@ -459,16 +459,16 @@ fn parse_spec<T: ?Sized>(
         .map_err(|errors| errors.into_iter().map(|e| e.hint_field(shared)).collect())
 }
 
-fn parse_inputs(component: &Node) -> Result<Vec<Spanned<String>>, ConfigError> {
+fn parse_inputs(component: &Node) -> Result<Vec<Spanned<String>>, Vec<ConfigError>> {
     let node = component
         .get("inputs")
-        .ok_or_else(|| ConfigError::at(component.loc, "missing field `inputs`"))?;
+        .ok_or_else(|| vec![ConfigError::at(component.loc, "missing field `inputs`")])?;
     let inputs: Vec<Spanned<String>> = from_node(node)?;
     if inputs.is_empty() {
-        return Err(ConfigError::at(
+        return Err(vec![ConfigError::at(
             node.loc,
             "`inputs` must name at least one component",
-        ));
+        )]);
     }
     Ok(inputs)
 }
@@ -489,7 +489,7 @@ fn parse_section<T: ?Sized, C>(
     what: &'static str,
     registry: &Registry<T>,
     shared_keys: &[&str],
-    shared: impl Fn(&RawComponent) -> Result<C, ConfigError>,
+    shared: impl Fn(&RawComponent) -> Result<C, Vec<ConfigError>>,
     errors: &mut Vec<ConfigError>,
     broken: &mut Vec<Broken>,
 ) -> Vec<(String, Loc, u64, C, Box<T>)> {
@@ -501,10 +501,8 @@ fn parse_section<T: ?Sized, C>(
                 out.push((raw.id, raw.loc, raw.node.fingerprint(), common, spec))
             }
             (common, spec) => {
-                let problems = common
-                    .err()
-                    .into_iter()
-                    .chain(spec.err().into_iter().flatten());
+                let problems =
+                    (common.err().into_iter().flatten()).chain(spec.err().into_iter().flatten());
                 errors.extend(problems.map(|e| e.in_component(what, &raw.id)));
                 broken.push(Broken {
                     section: what,
@@ -609,7 +607,7 @@ fn parse_dead_letter(root: &Node, errors: &mut Vec<ConfigError>) -> Option<Box<d
         type_name: match node.get("type").map(from_node::<Spanned<String>>) {
             Some(Ok(t)) => t,
             Some(Err(e)) => {
-                errors.push(e);
+                errors.extend(e);
                 return None;
             }
             None => {

@@ -33,7 +33,7 @@ pub const REGISTRY: Registry<dyn SourceSpec> = Registry {
 fn spec<C: SourceSpec + DeserializeOwned + 'static>(
     node: &Node,
 ) -> Result<Box<dyn SourceSpec>, Vec<ConfigError>> {
-    Ok(Box::new(from_node::<C>(node).map_err(|e| vec![e])?))
+    Ok(Box::new(from_node::<C>(node)?))
 }
 
 /// Builds a source from an `--input NAME=URI` value.
