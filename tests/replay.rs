@@ -597,3 +597,235 @@ fn a_replay_too_slow_for_the_clock_waits_for_sigterm_and_stops_cleanly() {
         assert_eq!(processed, 1, "speed {speed}");
     }
 }
+
+#[test]
+fn dotted_names_read_fields_inside_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = [2.0, 5.0, 6.0, 3.0]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                r#"{{"meta":{{"device":"t1","ts":"{}"}},"reefer":{{"temp_c":{t},"setpoint_c":2,"door":{{"open":false}}}},"gps":[52.1,4.9]}}"#,
+                rfc3339(START + i as i64 * 60_000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    write(
+        dir.path(),
+        "pipeline.yaml",
+        r#"
+sources:
+  trucks: {type: file, path: in.jsonl, key: meta.device, time: meta.ts}
+operators:
+  too_warm:
+    type: threshold
+    inputs: [trucks]
+    field: reefer.temp_c
+    above: 4
+    message: "{key} at {value} C (setpoint {reefer.setpoint_c} C)"
+sinks:
+  alerts: {type: file, inputs: [too_warm], path: alerts.jsonl}
+dead_letter: {type: file, path: dead.jsonl}
+"#,
+    );
+    let out = run_in(dir.path(), &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(json_lines(&dir.path().join("dead.jsonl")).is_empty());
+    let alerts = json_lines(&dir.path().join("alerts.jsonl"));
+    assert_eq!(
+        episodes(&alerts),
+        [
+            ("t1".to_string(), "firing".to_string(), START + 60_000),
+            ("t1".to_string(), "resolved".to_string(), START + 3 * 60_000),
+        ]
+    );
+    assert_eq!(alerts[0]["message"], "t1 at 5 C (setpoint 2 C)");
+}
+
+#[test]
+fn time_format_reads_epoch_seconds_and_local_timestamps_and_auto_hints_at_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let seconds = START / 1000;
+    // Warm from minute 2 to 4: fires at 4 (`for: 2m`), resolves at 5.
+    let temperature = |i: i64| if (2..5).contains(&i) { 5.0 } else { 3.0 };
+    let lines: Vec<String> = (0..6)
+        .map(|i| {
+            let t = temperature(i);
+            format!(
+                r#"{{"device":"t1","ts":{}.5,"temperature_c":{t}}}"#,
+                seconds + i * 60
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    let mut csv = String::from("device,ts,temperature_c\n");
+    for i in 0..6 {
+        let t = temperature(i);
+        csv.push_str(&format!("t1,2026-11-23 10:0{i}:00.5,{t}\n"));
+    }
+    write(dir.path(), "in.csv", csv);
+    let pipeline = |time_format: &str| {
+        PIPELINE.replace(
+            "    time: ts\n",
+            &format!("    time: ts\n    time_format: {time_format}\n"),
+        )
+    };
+    for (time_format, input) in [
+        ("epoch_s", "trucks=file:in.jsonl"),
+        ("\"%Y-%m-%d %H:%M:%S%.f\"", "trucks=file:in.csv"),
+    ] {
+        let _ = std::fs::remove_file(dir.path().join("alerts.jsonl"));
+        write(dir.path(), "pipeline.yaml", pipeline(time_format));
+        let out = run_in(dir.path(), &["run", "pipeline.yaml", "--input", input]);
+        assert!(out.status.success(), "{time_format}: {}", stderr(&out));
+        assert!(json_lines(&dir.path().join("dead.jsonl")).is_empty());
+        let alerts = json_lines(&dir.path().join("alerts.jsonl"));
+        assert_eq!(
+            episodes(&alerts),
+            [
+                ("t1".into(), "firing".into(), START + 4 * 60_000 + 500),
+                ("t1".into(), "resolved".into(), START + 5 * 60_000 + 500),
+            ],
+            "{time_format}"
+        );
+    }
+
+    // Without time_format, seconds are read as milliseconds of January 1970.
+    write(dir.path(), "pipeline.yaml", PIPELINE);
+    let out = run_in(dir.path(), &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 6);
+    assert_eq!(
+        dead[0]["reason"],
+        format!(
+            "time field `ts`: {seconds}.5 is outside 2000-01-01..2100-01-01 as epoch milliseconds; if it is epoch seconds, set `time_format: epoch_s`"
+        )
+    );
+}
+
+#[test]
+fn whole_numbers_in_outputs_are_written_as_integers() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = [3, 5, 5, 4]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                r#"{{"device":"t1","ts":"{}","temperature_c":{t}}}"#,
+                rfc3339(START + i as i64 * 60_000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    write(
+        dir.path(),
+        "pipeline.yaml",
+        r#"
+sources:
+  trucks: {type: file, path: in.jsonl, key: device, time: ts}
+operators:
+  too_warm: {type: threshold, inputs: [trucks], field: temperature_c, above: 4}
+  stats:
+    type: window
+    inputs: [trucks]
+    size: 10m
+    aggregates: {n: count(), mean: mean(temperature_c), top: max(temperature_c)}
+sinks:
+  alerts: {type: file, inputs: [too_warm], path: alerts.jsonl}
+  windows: {type: file, inputs: [stats], path: windows.jsonl}
+"#,
+    );
+    let out = run_in(dir.path(), &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let windows = std::fs::read_to_string(dir.path().join("windows.jsonl")).unwrap();
+    assert!(
+        windows
+            .trim_end()
+            .ends_with(r#","n":4,"mean":4.25,"top":5}"#),
+        "{windows}"
+    );
+    let alerts = std::fs::read_to_string(dir.path().join("alerts.jsonl")).unwrap();
+    let firing = alerts.lines().next().unwrap_or_default();
+    assert!(
+        firing.contains(r#""value":5,"message":"t1 temperature_c is 5, above 4","limit":4}"#),
+        "{firing}"
+    );
+}
+
+#[test]
+fn a_field_no_event_carries_is_warned_about_once_naming_the_closest_field_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |i: i64| {
+        format!(
+            r#"{{"device":"t{}","ts":"{}","temperature_c":3.5,"reefer":{{"door":false}}}}"#,
+            i % 3,
+            rfc3339(START + i * 1000)
+        )
+    };
+    let lines: Vec<String> = (0..1200).map(line).collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    write(dir.path(), "short.jsonl", lines[..3].join("\n") + "\n");
+    write(
+        dir.path(),
+        "pipeline.yaml",
+        r#"
+sources:
+  trucks: {type: file, path: in.jsonl, key: device, time: ts}
+operators:
+  closed: {type: filter, inputs: [trucks], condition: "reefer.door == false"}
+  temp_5m:
+    type: window
+    inputs: [closed]
+    size: 5m
+    aggregates: {temp_mean: mean(temperatur_c)}
+  too_warm: {type: threshold, inputs: [temp_5m], field: temp_mean, above: 4}
+  warm_now: {type: threshold, inputs: [closed], field: temperatur_c, above: 4}
+sinks:
+  alerts: {type: file, inputs: [too_warm, warm_now], path: alerts.jsonl}
+"#,
+    );
+    let warning = |events: &str| {
+        format!(
+            "source \"trucks\": no event has field \"temperatur_c\" after {events} (read by operators \"temp_5m\", \"warm_now\"; fields seen: device, reefer.door, temperature_c, ts), did you mean \"temperature_c\"?"
+        )
+    };
+    for (input, events) in [("in.jsonl", "1000 events"), ("short.jsonl", "3 events")] {
+        let out = run_in(
+            dir.path(),
+            &[
+                "run",
+                "pipeline.yaml",
+                "--input",
+                &format!("trucks=file:{input}"),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let log = stderr(&out);
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("no event has")).collect();
+        assert_eq!(warnings.len(), 1, "{log}");
+        assert!(warnings[0].ends_with(&warning(events)), "{log}");
+    }
+
+    // Spelled right, nothing to say; nor in the pipeline's own tests.
+    let fixed = std::fs::read_to_string(dir.path().join("pipeline.yaml"))
+        .unwrap()
+        .replace("temperatur_c", "temperature_c");
+    let with_tests = fixed.clone()
+        + r#"tests:
+  - name: a record without the door
+    inputs:
+      trucks:
+        - {device: t1, ts: "2026-11-23T10:00:00Z", temperature_c: 5.0}
+"#;
+    write(dir.path(), "pipeline.yaml", fixed);
+    let out = run_in(dir.path(), &["run", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("no event has"), "{}", stderr(&out));
+    write(dir.path(), "pipeline.yaml", with_tests);
+    let out = run_in(dir.path(), &["test", "pipeline.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("no event has"), "{}", stderr(&out));
+}

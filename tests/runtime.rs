@@ -5,6 +5,7 @@
 mod support;
 
 use floe::config::Pipeline;
+use floe::event::decode::Envelope;
 use floe::runtime::BoxFuture;
 use floe::runtime::{self, Ingest, Io, Marks, Options, Plan, Settled, Shutdown};
 use floe::sinks::{Batch, Sink, SinkError};
@@ -125,9 +126,8 @@ impl Source for Marking {
         Box::pin(async move {
             let routed = tokio::task::spawn_blocking(move || -> Result<(), SourceError> {
                 for (position, line) in self.lines.iter().enumerate() {
-                    let event = ingest
-                        .decoder()
-                        .decode_json(line.as_bytes(), position as u64);
+                    let envelope = Envelope::at(position as u64);
+                    let event = ingest.decode_message(line.as_bytes(), &envelope);
                     ingest.route_blocking(event.expect("a valid line"))?;
                 }
                 let mut marks = Marks::default();

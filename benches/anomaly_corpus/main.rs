@@ -18,6 +18,7 @@ mod nab;
 
 use corpus::Recording;
 use floe::config::Pipeline;
+use floe::event::decode::Envelope;
 use floe::event::time::{format_rfc3339, parse_rfc3339};
 use floe::runtime::{BATCH, Core, KeyCounts, Plan};
 use nab::{LOW_FP, Profile, STANDARD, Tally};
@@ -112,7 +113,7 @@ fn firings(plan: &Plan, recording: &Recording) -> Vec<i64> {
         }
     };
     for (i, line) in recording.lines.iter().enumerate() {
-        let event = (plan.decoders[0].decode_json(line.as_bytes(), i as u64))
+        let event = (plan.decoders[0].decode_message(line.as_bytes(), &Envelope::at(i as u64)))
             .unwrap_or_else(|e| panic!("{}: line {i}: {e}", recording.name));
         core.accept(flow, event);
         if i % BATCH == BATCH - 1 {

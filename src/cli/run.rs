@@ -127,5 +127,8 @@ fn replace_input(pipeline: &mut Pipeline, input: &str) -> Result<(), String> {
     // A checkpoint resumes the replacement only if it is the same input.
     let replaced = format!("{}\u{1f}{uri}", source.fingerprint);
     source.fingerprint = xxhash_rust::xxh3::xxh3_64(replaced.as_bytes());
-    source.check_envelope().map_err(|e| e.message)
+    match source.check_envelope().into_iter().next() {
+        Some(problem) => Err(problem.message),
+        None => Ok(()),
+    }
 }

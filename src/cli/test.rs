@@ -8,6 +8,7 @@
 use super::Failure;
 use crate::config::Pipeline;
 use crate::config::test_case::{Expected, TestCase, recording};
+use crate::event::decode::Envelope;
 use crate::event::time;
 use crate::runtime::{self, BoxFuture, Ingest, Io, Options, Plan, Shutdown};
 use crate::sinks::{Batch, Sink, SinkError};
@@ -84,6 +85,7 @@ impl std::fmt::Display for Seen {
 pub async fn run_case(pipeline: &Pipeline, case: &TestCase) -> Outcome {
     let mut plan = Plan::new(pipeline);
     plan.collect_alerts_only();
+    plan.unwatch_fields();
     // Test cases are in event time: timers run on the time of the inputs.
     plan.flow.live = false;
     let alerts = Arc::new(Mutex::new(Vec::new()));
@@ -210,7 +212,7 @@ impl Source for MemorySource {
                 for (i, record) in self.records.iter().enumerate() {
                     let bytes = record.to_string().into_bytes();
                     let position = i as u64 + 1;
-                    match ingest.decoder().decode_json(&bytes, position) {
+                    match ingest.decode_message(&bytes, &Envelope::at(position)) {
                         Ok(event) => ingest.route_blocking(event)?,
                         Err(error) => {
                             let origin = serde_json::json!({"test_input": position});

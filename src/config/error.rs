@@ -102,13 +102,20 @@ impl fmt::Display for Diagnostics {
 
 /// `, did you mean `x`?` when some candidate is close to `word`, else "".
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    closest(word, candidates)
+        .map(|c| format!(", did you mean `{c}`?"))
+        .unwrap_or_default()
+}
+
+/// The candidate `word` is most likely a typo of: a few edits away (a
+/// third of its length), or one it begins.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
         .filter(|(d, c)| *d <= (c.len() / 3).max(1) || c.starts_with(word) && word.len() >= 3)
         .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| format!(", did you mean `{c}`?"))
-        .unwrap_or_default()
+        .map(|(_, c)| c)
 }
 
 #[cfg(test)]

@@ -258,6 +258,56 @@ fn check_fields(all: &[Component], ids: &HashMap<&str, usize>, errors: &mut Vec<
     }
 }
 
+/// Per source, the fields operators read from its events, directly or
+/// through operators that pass them on (a filter), each with the ids of
+/// the operators that read it, in file order.
+pub fn source_reads(p: &Pipeline) -> Vec<Vec<(String, Vec<String>)>> {
+    let mut reads: Vec<Vec<(String, Vec<String>)>> = vec![Vec::new(); p.sources.len()];
+    for operator in &p.operators {
+        for field in operator.spec.reads() {
+            let mut from = BTreeSet::new();
+            for input in &operator.inputs {
+                origins(p, input, &field.name, &mut from);
+            }
+            for source in from {
+                let i = match reads[source].iter().position(|(f, _)| *f == field.name) {
+                    Some(i) => i,
+                    None => {
+                        reads[source].push((field.name.clone(), Vec::new()));
+                        reads[source].len() - 1
+                    }
+                };
+                let readers = &mut reads[source][i].1;
+                if !readers.contains(&operator.id) {
+                    readers.push(operator.id.clone());
+                }
+            }
+        }
+    }
+    reads
+}
+
+/// The sources whose events can bring `field` to the output of `id`.
+fn origins(p: &Pipeline, id: &str, field: &str, out: &mut BTreeSet<usize>) {
+    if let Some(source) = p.sources.iter().position(|s| s.id == id) {
+        out.insert(source);
+        return;
+    }
+    let Some(operator) = p.operators.iter().find(|o| o.id == id) else {
+        return;
+    };
+    if let Emits::Events {
+        keeps_input: true,
+        adds,
+    } = operator.spec.emits()
+        && !adds.iter().any(|a| a == field)
+    {
+        for input in &operator.inputs {
+            origins(p, input, field, out);
+        }
+    }
+}
+
 fn check_tests(
     p: &Pipeline,
     ids: &HashMap<&str, usize>,
@@ -294,5 +344,39 @@ fn check_tests(
                 errors.push(ConfigError::at(expected.rule.loc, message));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Pipeline;
+
+    #[test]
+    fn source_reads_follow_events_through_filters_and_stop_at_what_operators_add() {
+        let yaml = r#"
+sources:
+  trucks: {type: file, path: t.jsonl}
+  plant: {type: file, path: p.jsonl}
+operators:
+  closed: {type: filter, inputs: [trucks, plant], condition: "door == false"}
+  stats: {type: window, inputs: [closed], size: 5m, aggregates: {m: mean(temp)}}
+  hot: {type: threshold, inputs: [stats], field: m, above: 4}
+  warm: {type: threshold, inputs: [closed], field: temp, above: 4, message: "{key} {site}"}
+  spin: {type: threshold, inputs: [plant], field: rpm, above: 4}
+"#;
+        let p = Pipeline::parse(std::path::Path::new("p.yaml"), yaml).unwrap();
+        let owned = |pairs: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+            (pairs.iter())
+                .map(|(f, r)| (f.to_string(), r.iter().map(|r| r.to_string()).collect()))
+                .collect()
+        };
+        let trucks = owned(&[
+            ("door", &["closed"]),
+            ("temp", &["stats", "warm"]),
+            ("site", &["warm"]),
+        ]);
+        let mut plant = trucks.clone();
+        plant.extend(owned(&[("rpm", &["spin"])]));
+        assert_eq!(p.source_reads(), [trucks, plant]);
     }
 }

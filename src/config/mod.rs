@@ -14,7 +14,7 @@ pub mod test_case;
 pub mod yaml;
 
 pub use duration::Duration;
-pub use error::{ConfigError, Diagnostics, Loc, did_you_mean};
+pub use error::{ConfigError, Diagnostics, Loc, closest, did_you_mean};
 pub use yaml::{Node, from_node};
 
 use crate::event::decode::{KeySpec, TimeSpec};
@@ -150,9 +150,16 @@ pub struct SourceDef {
 impl SourceDef {
     /// `key: topic[N]` needs a source whose messages arrive on topics;
     /// `key: record.key` and `time: record.timestamp`, one that reads
-    /// Kafka records.
-    pub fn check_envelope(&self) -> Result<(), ConfigError> {
+    /// Kafka records; `time_format`, a time field to read.
+    pub fn check_envelope(&self) -> Vec<ConfigError> {
         let carries = self.spec.carries();
+        let mut problems = Vec::new();
+        let mut problem = |loc, what: String| {
+            problems.push(ConfigError::at(
+                loc,
+                format!("source \"{}\": {what}", self.id),
+            ))
+        };
         if let Some(key) = &self.common.key {
             let needs = match KeySpec::parse(key) {
                 KeySpec::TopicLevel(_) if !carries.topics => {
@@ -164,22 +171,35 @@ impl SourceDef {
                 _ => None,
             };
             if let Some(needs) = needs {
-                let message = format!("source \"{}\": `key: {}` {needs}", self.id, key.value);
-                return Err(ConfigError::at(key.loc, message));
+                problem(key.loc, format!("`key: {}` {needs}", key.value));
             }
         }
-        match &self.common.time {
-            Some(time)
-                if TimeSpec::parse(time) == TimeSpec::RecordTimestamp && !carries.records =>
-            {
-                let message = format!(
-                    "source \"{}\": `time: {}` takes the time from a record's timestamp, and only kafka sources have records",
-                    self.id, time.value
-                );
-                Err(ConfigError::at(time.loc, message))
-            }
-            _ => Ok(()),
+        let record_time = (self.common.time.as_ref())
+            .filter(|time| TimeSpec::parse(time) == TimeSpec::RecordTimestamp);
+        if let Some(time) = record_time
+            && !carries.records
+        {
+            problem(
+                time.loc,
+                format!(
+                    "`time: {}` takes the time from a record's timestamp, and only kafka sources have records",
+                    time.value
+                ),
+            );
         }
+        match (&self.common.time_format, &self.common.time) {
+            (Some(format), None) => problem(
+                format.loc,
+                "`time_format` says how `time` is written, and there is no `time`".into(),
+            ),
+            (Some(format), Some(_)) if record_time.is_some() => problem(
+                format.loc,
+                "`time_format` does not apply to `time: record.timestamp` (epoch milliseconds)"
+                    .into(),
+            ),
+            _ => {}
+        }
+        problems
     }
 }
 
@@ -344,6 +364,12 @@ impl Pipeline {
         graph::order(&operators).unwrap_or_default()
     }
 
+    /// Per source, the fields operators read from its events, with the
+    /// operators reading each (see [`graph::source_reads`]).
+    pub fn source_reads(&self) -> Vec<Vec<(String, Vec<String>)>> {
+        graph::source_reads(self)
+    }
+
     /// Resolves a path written in the pipeline file against its directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         match self.path.parent() {
@@ -353,8 +379,8 @@ impl Pipeline {
     }
 }
 
-fn collect<T>(result: Result<T, ConfigError>, errors: &mut Vec<ConfigError>) -> Option<T> {
-    result.map_err(|e| errors.push(e)).ok()
+fn collect<T>(result: Result<T, Vec<ConfigError>>, errors: &mut Vec<ConfigError>) -> Option<T> {
+    result.map_err(|e| errors.extend(e)).ok()
 }
 
 /// A component as written: its id, its mapping and its `type`.
@@ -406,9 +432,9 @@ fn components<'a>(
                 continue;
             }
             Some(Err(e)) => e,
-            None => ConfigError::at(value.loc, "missing field `type`"),
+            None => vec![ConfigError::at(value.loc, "missing field `type`")],
         };
-        errors.push(error.in_component(what, id));
+        errors.extend(error.into_iter().map(|e| e.in_component(what, id)));
         broken.push(Broken {
             section: what,
             id: id.to_string(),
@@ -433,16 +459,16 @@ fn parse_spec<T: ?Sized>(
         .map_err(|errors| errors.into_iter().map(|e| e.hint_field(shared)).collect())
 }
 
-fn parse_inputs(component: &Node) -> Result<Vec<Spanned<String>>, ConfigError> {
+fn parse_inputs(component: &Node) -> Result<Vec<Spanned<String>>, Vec<ConfigError>> {
     let node = component
         .get("inputs")
-        .ok_or_else(|| ConfigError::at(component.loc, "missing field `inputs`"))?;
+        .ok_or_else(|| vec![ConfigError::at(component.loc, "missing field `inputs`")])?;
     let inputs: Vec<Spanned<String>> = from_node(node)?;
     if inputs.is_empty() {
-        return Err(ConfigError::at(
+        return Err(vec![ConfigError::at(
             node.loc,
             "`inputs` must name at least one component",
-        ));
+        )]);
     }
     Ok(inputs)
 }
@@ -463,7 +489,7 @@ fn parse_section<T: ?Sized, C>(
     what: &'static str,
     registry: &Registry<T>,
     shared_keys: &[&str],
-    shared: impl Fn(&RawComponent) -> Result<C, ConfigError>,
+    shared: impl Fn(&RawComponent) -> Result<C, Vec<ConfigError>>,
     errors: &mut Vec<ConfigError>,
     broken: &mut Vec<Broken>,
 ) -> Vec<(String, Loc, u64, C, Box<T>)> {
@@ -475,10 +501,8 @@ fn parse_section<T: ?Sized, C>(
                 out.push((raw.id, raw.loc, raw.node.fingerprint(), common, spec))
             }
             (common, spec) => {
-                let problems = common
-                    .err()
-                    .into_iter()
-                    .chain(spec.err().into_iter().flatten());
+                let problems =
+                    (common.err().into_iter().flatten()).chain(spec.err().into_iter().flatten());
                 errors.extend(problems.map(|e| e.in_component(what, &raw.id)));
                 broken.push(Broken {
                     section: what,
@@ -516,11 +540,7 @@ fn parse_sources(
         common,
         spec,
     })
-    .inspect(|source| {
-        if let Err(e) = source.check_envelope() {
-            errors.push(e);
-        }
-    })
+    .inspect(|source| errors.extend(source.check_envelope()))
     .collect()
 }
 
@@ -587,7 +607,7 @@ fn parse_dead_letter(root: &Node, errors: &mut Vec<ConfigError>) -> Option<Box<d
         type_name: match node.get("type").map(from_node::<Spanned<String>>) {
             Some(Ok(t)) => t,
             Some(Err(e)) => {
-                errors.push(e);
+                errors.extend(e);
                 return None;
             }
             None => {

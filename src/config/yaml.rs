@@ -7,7 +7,7 @@
 //! reported together with every other problem in the file, each at its
 //! `line:col`, instead of stopping the whole load at the first.
 
-use super::error::{ConfigError, Loc, did_you_mean};
+use super::error::{ConfigError, Loc, closest, did_you_mean};
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess,
     SeqAccess, VariantAccess, Visitor,
@@ -70,6 +70,24 @@ impl Node {
     /// A copy of this mapping with only the given keys.
     pub fn only(&self, keys: &[&str]) -> Node {
         self.retain(|k| keys.contains(&k))
+    }
+
+    /// A copy of this tree without the mapping entries whose keys were
+    /// written at `locs`.
+    fn without_keys_at(&self, locs: &[Loc]) -> Node {
+        let kind = match &self.kind {
+            NodeKind::Map(entries) => NodeKind::Map(
+                (entries.iter())
+                    .filter(|(k, _)| !locs.contains(&k.loc))
+                    .map(|(k, v)| (k.clone(), v.without_keys_at(locs)))
+                    .collect(),
+            ),
+            NodeKind::Seq(items) => {
+                NodeKind::Seq(items.iter().map(|n| n.without_keys_at(locs)).collect())
+            }
+            other => other.clone(),
+        };
+        Node { kind, ..*self }
     }
 
     fn retain(&self, keep: impl Fn(&str) -> bool) -> Node {
@@ -322,8 +340,42 @@ fn interpolate(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Strin
 
 /// Deserializes a value of type `T` from a node, reporting the position of
 /// the innermost node at fault.
-pub fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, ConfigError> {
-    T::deserialize(node).map_err(|e| ConfigError::new(e.loc, e.message))
+///
+/// serde stops at the first error, so this collects more by trying again:
+/// when a mapping had keys its struct does not know, they are all
+/// reported, left out, and the rest is deserialized once more, until an
+/// error of another kind (only the first of those can be known) or none.
+pub fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    // A key taken for a typo of a field leaves that field missing, which
+    // would be a second report of the same mistake.
+    let mut meant = Vec::new();
+    let mut node = std::borrow::Cow::Borrowed(node);
+    loop {
+        let e = match T::deserialize(node.as_ref()) {
+            Ok(value) if errors.is_empty() => return Ok(value),
+            Ok(_) => return Err(errors),
+            Err(e) => e,
+        };
+        if e.unknown_keys.is_empty() {
+            if !e.missing_field.is_some_and(|m| meant.contains(&m)) {
+                errors.push(ConfigError::new(e.loc, e.message));
+            }
+            return Err(errors);
+        }
+        let keys: Vec<Loc> = e.unknown_keys.iter().map(|k| k.loc).collect();
+        for key in e.unknown_keys {
+            meant.extend(key.meant);
+            errors.push(ConfigError::at(key.loc, key.message));
+        }
+        let rest = node.without_keys_at(&keys);
+        if rest == *node {
+            // The keys are not in this tree (a type read them from one of
+            // its own): nothing left to learn by trying again.
+            return Err(errors);
+        }
+        node = std::borrow::Cow::Owned(rest);
+    }
 }
 
 /// A deserialization error inside the tree.
@@ -331,6 +383,35 @@ pub fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, ConfigError> {
 pub struct Error {
     loc: Option<Loc>,
     message: String,
+    /// Made by `unknown_field`: the struct being read refuses keys it does
+    /// not know.
+    unknown_field: bool,
+    /// Made by `missing_field`, for that field.
+    missing_field: Option<&'static str>,
+    /// When the error is about the keys a mapping's struct does not know:
+    /// every one of them.
+    unknown_keys: Vec<UnknownKey>,
+}
+
+/// A key of a mapping that its struct does not know.
+#[derive(Debug)]
+struct UnknownKey {
+    loc: Loc,
+    message: String,
+    /// The field it is likely a typo of.
+    meant: Option<&'static str>,
+}
+
+impl UnknownKey {
+    fn new(key: &str, loc: Loc, fields: &'static [&'static str]) -> Self {
+        let meant = closest(key, fields.iter().copied());
+        let hint = meant.map_or(String::new(), |m| format!(", did you mean `{m}`?"));
+        UnknownKey {
+            loc,
+            message: format!("unknown field `{key}`{hint}"),
+            meant,
+        }
+    }
 }
 
 impl Error {
@@ -360,14 +441,17 @@ impl de::Error for Error {
         Error {
             loc: None,
             message: msg.to_string(),
+            unknown_field: false,
+            missing_field: None,
+            unknown_keys: Vec::new(),
         }
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        Error::custom(format!(
-            "unknown field `{field}`{}",
-            did_you_mean(field, expected.iter().copied())
-        ))
+        Error {
+            unknown_field: true,
+            ..Error::custom(UnknownKey::new(field, Loc::default(), expected).message)
+        }
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
@@ -381,7 +465,10 @@ impl de::Error for Error {
     }
 
     fn missing_field(field: &'static str) -> Self {
-        Error::custom(format!("missing field `{field}`"))
+        Error {
+            missing_field: Some(field),
+            ..Error::custom(format!("missing field `{field}`"))
+        }
     }
 }
 
@@ -401,7 +488,7 @@ impl<'de> Deserializer<'de> for &Node {
             NodeKind::Str(s) => visitor.visit_str(s),
             NodeKind::Seq(items) => visitor.visit_seq(SeqDe(items.iter())),
             NodeKind::Map(entries) => visitor.visit_map(MapDe {
-                entries: entries.iter(),
+                entries: entries.iter().collect::<Vec<_>>().into_iter(),
                 value: None,
             }),
         }
@@ -489,8 +576,44 @@ impl<'de> Deserializer<'de> for &Node {
         visitor.visit_unit()
     }
 
+    /// Presents the keys `fields` does not name first: a struct that
+    /// refuses unknown keys then fails at the first of them, and the error
+    /// can name them all, each at its position.
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let NodeKind::Map(entries) = &self.kind else {
+            return self.deserialize_any(visitor);
+        };
+        let known = |(k, _): &&(Node, Node)| k.as_str().is_none_or(|k| fields.contains(&k));
+        let (known, unknown): (Vec<_>, Vec<_>) = entries.iter().partition(known);
+        let Some((first, _)) = unknown.first() else {
+            return self.deserialize_any(visitor);
+        };
+        let entries = unknown.iter().chain(&known).copied();
+        let result = visitor.visit_map(MapDe {
+            entries: entries.collect::<Vec<_>>().into_iter(),
+            value: None,
+        });
+        result.map_err(|e| {
+            if !(e.unknown_field && e.loc == Some(first.loc)) {
+                return e.at(self);
+            }
+            let key = |(k, _): &&(Node, Node)| {
+                UnknownKey::new(k.as_str().unwrap_or_default(), k.loc, fields)
+            };
+            Error {
+                unknown_keys: unknown.iter().map(key).collect(),
+                ..e
+            }
+        })
+    }
+
     serde::forward_to_deserialize_any! {
-        char bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+        char bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier
     }
 
     fn deserialize_i8<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
@@ -542,7 +665,7 @@ impl<'de> SeqAccess<'de> for SeqDe<'_> {
 }
 
 struct MapDe<'a> {
-    entries: std::slice::Iter<'a, (Node, Node)>,
+    entries: std::vec::IntoIter<&'a (Node, Node)>,
     value: Option<&'a Node>,
 }
 
@@ -644,6 +767,25 @@ mod tests {
         parse(text).unwrap()
     }
 
+    /// The one error deserializing `T` from `node` gives.
+    fn only_error<T: DeserializeOwned + fmt::Debug>(node: &Node) -> ConfigError {
+        match from_node::<T>(node).unwrap_err().as_slice() {
+            [one] => one.clone(),
+            more => panic!("{more:?}"),
+        }
+    }
+
+    /// Every error deserializing `T` from `text` gives, as `line:col: message`.
+    fn errors<T: DeserializeOwned + fmt::Debug>(text: &str) -> Vec<String> {
+        let errors = from_node::<T>(&parse_one(text)).unwrap_err();
+        (errors.iter())
+            .map(|e| {
+                let loc = e.loc.unwrap_or_default();
+                format!("{}:{}: {}", loc.line, loc.col, e.message)
+            })
+            .collect()
+    }
+
     #[test]
     fn keeps_positions_of_keys_and_values() {
         let root = parse_one("a:\n  b: [1, x]\n");
@@ -658,7 +800,7 @@ mod tests {
     #[test]
     fn unknown_field_points_at_the_key_with_a_hint() {
         let root = parse_one("threshold: 1\nthresold: 2\n");
-        let err = from_node::<Sample>(&root).unwrap_err();
+        let err = only_error::<Sample>(&root);
         assert_eq!(err.loc, Some(Loc::new(2, 1)));
         assert_eq!(
             err.message,
@@ -669,16 +811,58 @@ mod tests {
     #[test]
     fn type_errors_point_at_the_value() {
         let root = parse_one("threshold: [1]\n");
-        let err = from_node::<Sample>(&root).unwrap_err();
+        let err = only_error::<Sample>(&root);
         assert_eq!(err.loc, Some(Loc::new(1, 12)));
     }
 
     #[test]
     fn missing_field_points_at_the_mapping() {
         let root = parse_one("x:\n  name: a\n");
-        let err = from_node::<Sample>(root.get("x").unwrap()).unwrap_err();
+        let err = only_error::<Sample>(root.get("x").unwrap());
         assert_eq!(err.message, "missing field `threshold`");
         assert_eq!(err.loc, Some(Loc::new(2, 3)));
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        inner: Sample,
+        #[serde(default)]
+        size: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Lenient {
+        threshold: f64,
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_at_its_place_and_then_the_rest_is_checked() {
+        assert_eq!(
+            errors::<Sample>("thresold: 1\nname: a\nclearbelow: 2\n"),
+            [
+                "1:1: unknown field `thresold`, did you mean `threshold`?",
+                "3:1: unknown field `clearbelow`",
+            ],
+            "a key taken for a typo of a missing field does not report it missing too"
+        );
+        assert_eq!(
+            errors::<Outer>("siz: 1\ninner: {threshold: x, nme: a, colour: red}\nsize: -1\n"),
+            [
+                "1:1: unknown field `siz`, did you mean `size`?",
+                "2:23: unknown field `nme`, did you mean `name`?",
+                "2:31: unknown field `colour`",
+                "2:20: expected a number, found a string",
+            ]
+        );
+        assert_eq!(
+            errors::<Sample>("name: a\n"),
+            ["1:1: missing field `threshold`"]
+        );
+        let lenient: Lenient = from_node(&parse_one("threshold: 1\nother: 2\n")).unwrap();
+        assert_eq!(lenient.threshold, 1.0);
     }
 
     #[test]
@@ -711,7 +895,7 @@ mod tests {
         // SAFETY: tests in this module do not read this variable concurrently.
         unsafe { std::env::set_var("FLOE_TEST_SECRET_THRESHOLD", "hunter2") };
         let root = parse("threshold: ${FLOE_TEST_SECRET_THRESHOLD}\n").unwrap();
-        let err = from_node::<Sample>(&root).unwrap_err();
+        let err = only_error::<Sample>(&root);
         assert!(!err.message.contains("hunter2"), "{}", err.message);
         unsafe { std::env::set_var("FLOE_TEST_SECRET_THRESHOLD", "4.5") };
         let root = parse("threshold: ${FLOE_TEST_SECRET_THRESHOLD}\n").unwrap();

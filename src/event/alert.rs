@@ -91,7 +91,7 @@ impl Alert {
             map.serialize_entry("event_time", &time::format_rfc3339(self.event_time))?;
             map.serialize_entry("episode_start", &time::format_rfc3339(self.episode_start))?;
             map.serialize_entry("emitted_at", &time::format_rfc3339(emitted_at))?;
-            map.serialize_entry("value", &self.value)?;
+            map.serialize_entry("value", &Value::Num(self.value))?;
             map.serialize_entry("message", &self.message)?;
             for (name, value) in &self.details {
                 map.serialize_entry(name, value)?;
@@ -149,5 +149,17 @@ mod tests {
         assert_eq!(json["event_time"], "1970-01-01T00:02:00.000Z");
         assert_eq!(json["emitted_at"], "1970-01-01T00:02:00.004Z");
         assert_eq!(json["state"], "firing");
+    }
+
+    #[test]
+    fn a_whole_value_is_written_as_an_integer() {
+        let mut a = alert(AlertState::Firing, 0);
+        a.value = 4.0;
+        a.details = vec![("limit", Value::Num(4.0)), ("ratio", Value::Num(0.5))];
+        let json = a.to_json("p", 0);
+        assert!(
+            json.contains(r#""value":4,"message":"hot","limit":4,"ratio":0.5}"#),
+            "{json}"
+        );
     }
 }

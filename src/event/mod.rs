@@ -21,11 +21,13 @@ pub use alert::{Alert, AlertState, Severity};
 /// heap allocation per event.
 pub type Key = CompactString;
 
-/// A field's value. JSON objects and arrays are not telemetry readings and
-/// are skipped by the decoder.
+/// A field's value: a scalar. The decoder looks into JSON objects for the
+/// dotted names a pipeline reads (`reefer.temp_c`); objects and arrays
+/// themselves are not values.
 ///
-/// In JSON a value is written bare (`3.5`, `true`, `"open"`); in a
-/// checkpoint, which is binary and not self-describing, with its variant.
+/// In JSON a value is written bare (`3.5`, `true`, `"open"`; a whole number
+/// as an integer, `292`); in a checkpoint, which is binary and not
+/// self-describing, with its variant.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Num(f64),
@@ -57,7 +59,10 @@ mod value_serde {
     impl Serialize for Value {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             match (self, s.is_human_readable()) {
-                (Value::Num(n), true) => s.serialize_f64(*n),
+                (Value::Num(n), true) => match super::json_integer(*n) {
+                    Some(i) => s.serialize_i64(i),
+                    None => s.serialize_f64(*n),
+                },
                 (Value::Bool(b), true) => s.serialize_bool(*b),
                 (Value::Str(t), true) => s.serialize_str(t),
                 (Value::Num(n), false) => Tagged::<&str>::Num(*n).serialize(s),
@@ -83,6 +88,13 @@ mod value_serde {
             })
         }
     }
+}
+
+/// `n` as the integer JSON should print for it (`292`, not `292.0`), when
+/// it is one that every JSON reader takes back exactly (below 2^53).
+pub fn json_integer(n: f64) -> Option<i64> {
+    const EXACT: f64 = (1u64 << 53) as f64;
+    (n.fract() == 0.0 && n.abs() < EXACT).then_some(n as i64)
 }
 
 impl Value {
@@ -232,4 +244,38 @@ pub fn json_object(
         let _ = entries(&mut map).and_then(|()| map.end());
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_are_json_integers_and_stay_tagged_in_checkpoints() {
+        let mut schema = Schema::default();
+        let mut event = Event::new("t1".into(), 0);
+        let values = [
+            292.0,
+            4.5,
+            -3.0,
+            -0.0,
+            9_007_199_254_740_991.0,
+            2f64.powi(53),
+            1e300,
+        ];
+        for (i, n) in values.iter().enumerate() {
+            event.set(schema.intern(&format!("f{i}")), Value::Num(*n));
+        }
+        assert_eq!(
+            event.to_json(&schema, &[]),
+            r#"{"key":"t1","event_time":"1970-01-01T00:00:00.000Z","f0":292,"f1":4.5,"f2":-3,"f3":0,"f4":9007199254740991,"f5":9007199254740992.0,"f6":1e+300}"#
+        );
+        let back: Value = serde_json::from_str("292").unwrap();
+        assert_eq!(back, Value::Num(292.0));
+        let saved = crate::state::codec::encode(&Value::Num(292.0)).unwrap();
+        assert_eq!(
+            crate::state::codec::decode::<Value>(&saved).unwrap(),
+            Value::Num(292.0)
+        );
+    }
 }

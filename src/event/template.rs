@@ -2,7 +2,8 @@
 //!
 //! A placeholder names a built-in (`key`, `value`, `rule`, `severity`,
 //! `event_time`), a variable the operator provides (the threshold's
-//! `limit`), or a field of the event. `:.N` rounds a number to N decimals;
+//! `limit`), or a field of the event (dotted for a nested one:
+//! `{reefer.setpoint_c}`). `:.N` rounds a number to N decimals;
 //! `{{` and `}}` are literal braces.
 
 use crate::event::Value;
@@ -91,7 +92,8 @@ impl Template {
 fn parse_var(inner: &str) -> Result<Part, String> {
     let (name, format) = inner.split_once(':').unwrap_or((inner, ""));
     let name = name.trim();
-    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+    if name.is_empty() || !name.chars().all(word) {
         return Err(format!("bad placeholder `{{{inner}}}` in template"));
     }
     let decimals = match format {
@@ -133,6 +135,8 @@ mod tests {
         let t = Template::parse("{key} at {value:.1} C {{raw}} {missing}").unwrap();
         assert_eq!(t.render(lookup), "truck-1 at 4.6 C {raw} ?");
         assert_eq!(t.vars().collect::<Vec<_>>(), ["key", "value", "missing"]);
+        let nested = Template::parse("set to {reefer.setpoint_c}").unwrap();
+        assert_eq!(nested.vars().collect::<Vec<_>>(), ["reefer.setpoint_c"]);
     }
 
     #[test]

@@ -118,23 +118,22 @@ pub const CONNECTION_KEYS: &[&str] = &[
 pub fn split<T: serde::de::DeserializeOwned>(
     node: &Node,
 ) -> Result<(Connection, T), Vec<ConfigError>> {
-    let connection = from_node::<Connection>(&node.only(CONNECTION_KEYS))
-        .map_err(|e| vec![e])
-        .and_then(|c| match c.check() {
+    let connection =
+        from_node::<Connection>(&node.only(CONNECTION_KEYS)).and_then(|c| match c.check() {
             problems if problems.is_empty() => Ok(c),
             problems => Err(problems),
         });
     // The component's own options do not know the connection keys, so
     // their typos get the hint here.
-    let rest =
-        from_node::<T>(&node.without(CONNECTION_KEYS)).map_err(|e| e.hint_field(CONNECTION_KEYS));
+    let rest = from_node::<T>(&node.without(CONNECTION_KEYS)).map_err(|errors| {
+        (errors.into_iter())
+            .map(|e| e.hint_field(CONNECTION_KEYS))
+            .collect::<Vec<_>>()
+    });
     match (connection, rest) {
         (Ok(connection), Ok(rest)) => Ok((connection, rest)),
-        (connection, rest) => Err(connection
-            .err()
-            .unwrap_or_default()
-            .into_iter()
-            .chain(rest.err())
+        (connection, rest) => Err((connection.err().into_iter().flatten())
+            .chain(rest.err().into_iter().flatten())
             .collect()),
     }
 }

@@ -17,7 +17,7 @@
 //! the episode (with that reading's time, which may be older when a device
 //! sends a backlog after a gap).
 
-use super::alerting::{Rule, fields_and_message_reads};
+use super::alerting::{Rule, check_message, fields_and_message_reads};
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
 use crate::event::template::Template;
@@ -60,10 +60,11 @@ impl OperatorSpec for Config {
     }
 
     fn check(&self) -> Vec<ConfigError> {
-        match self.timeout.value.ms() {
-            ..=0 => vec![ConfigError::at(self.timeout.loc, "must be longer than 0")],
-            _ => Vec::new(),
+        let mut problems = check_message(self.message.as_ref(), OWN_VARS);
+        if self.timeout.value.ms() <= 0 {
+            problems.push(ConfigError::at(self.timeout.loc, "must be longer than 0"));
         }
+        problems
     }
 
     fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {

@@ -2,7 +2,7 @@
 //! condition into an [`Alert`] with its message.
 
 use super::{BuildContext, FieldRef};
-use crate::config::{Loc, Spanned};
+use crate::config::{ConfigError, Loc, Spanned, closest};
 use crate::event::template::{BUILT_INS, Template};
 use crate::event::{Alert, AlertState, Event, FieldId, Severity, Value, time};
 use serde::{Deserialize, Serialize};
@@ -85,6 +85,28 @@ fn message_fields<'a>(
         .filter(move |v| !BUILT_INS.contains(v) && !own_vars.contains(v))
 }
 
+/// Placeholders of a message that look like typos of a built-in or of the
+/// operator's own variables (`{valu}`): taken as event fields, they would
+/// print `?` in every alert. Any other name is an event field. Since a
+/// refused name cannot be written at all, and fields may well be named
+/// like a built-in (`event_type`), only a near-certain typo is refused: one
+/// edit away, or a beginning; the rest are fields, and one never seen in
+/// the data is warned about at run time.
+pub fn check_message(message: Option<&Spanned<Template>>, own_vars: &[&str]) -> Vec<ConfigError> {
+    let Some(message) = message else {
+        return Vec::new();
+    };
+    let known = || BUILT_INS.iter().chain(own_vars).copied();
+    message_fields(&message.value, own_vars)
+        .filter_map(|name| {
+            let meant = closest(name, known())?;
+            let typo = meant.starts_with(name) || strsim::damerau_levenshtein(name, meant) <= 1;
+            let text = format!("unknown placeholder `{{{name}}}`, did you mean `{{{meant}}}`?");
+            typo.then(|| ConfigError::at(message.loc, text))
+        })
+        .collect()
+}
+
 /// Where one key is in an alert episode with a hold time and a separate
 /// clear level: the state machine of `threshold` and `anomaly`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -156,4 +178,43 @@ fn message_reads(message: &Template, own_vars: &[&str], loc: Loc) -> Vec<FieldRe
             loc,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::operators::test_support::Harness;
+
+    fn problems(type_name: &str, options: &str) -> Vec<String> {
+        match Harness::try_new(type_name, options) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| e.message).collect(),
+        }
+    }
+
+    #[test]
+    fn a_placeholder_one_edit_from_a_known_one_is_refused_and_others_are_fields() {
+        let threshold = "field: temp\nabove: 4\nmessage: \"{key} at {valu} C ({limt}), {vlaue} {event_type} {speed} {door}\"\n";
+        assert_eq!(
+            problems("threshold", threshold),
+            [
+                "unknown placeholder `{valu}`, did you mean `{value}`?",
+                "unknown placeholder `{limt}`, did you mean `{limit}`?",
+                "unknown placeholder `{vlaue}`, did you mean `{value}`?",
+            ]
+        );
+        assert_eq!(
+            problems(
+                "forecast",
+                "field: temp\nlimit: 4\nhorizon: 10m\nmessage: \"{key} in {eta}\"\n"
+            ),
+            ["unknown placeholder `{eta}`, did you mean `{eta_s}`?"]
+        );
+        assert_eq!(
+            problems(
+                "absence",
+                "timeout: 1m\nmessage: \"{key} since {last_seen} ({limit})\"\n"
+            ),
+            Vec::<String>::new()
+        );
+    }
 }

@@ -31,7 +31,7 @@
 //! slowly blocking filter). Misses: sudden steps (a threshold's job), and
 //! drifts that only speed up late: Holt extrapolates a straight line.
 
-use super::alerting::{Rule, fields_and_message_reads};
+use super::alerting::{Rule, check_message, fields_and_message_reads};
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
 use crate::event::template::Template;
@@ -127,6 +127,7 @@ impl OperatorSpec for Config {
             .into_iter()
             .filter(|d| d.value.ms() <= 0)
             .map(|d| ConfigError::at(d.loc, "must be longer than 0"))
+            .chain(check_message(self.message.as_ref(), OWN_VARS))
             .collect()
     }
 

@@ -18,7 +18,7 @@
 //! while it was silent is accepted once enough time has passed for the
 //! move to be possible at that speed.
 
-use super::alerting::{Rule, fields_and_message_reads};
+use super::alerting::{Rule, check_message, fields_and_message_reads};
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Spanned};
 use crate::event::template::Template;
@@ -79,10 +79,13 @@ impl OperatorSpec for Config {
     }
 
     fn check(&self) -> Vec<ConfigError> {
-        match self.max_speed_kmh.value > 0.0 {
-            true => Vec::new(),
-            false => vec![ConfigError::at(self.max_speed_kmh.loc, "must be above 0")],
+        let mut problems = check_message(self.message.as_ref(), OWN_VARS);
+        // Written so that NaN (from `${VAR}`) is refused too.
+        let above_zero = self.max_speed_kmh.value > 0.0;
+        if !above_zero {
+            problems.push(ConfigError::at(self.max_speed_kmh.loc, "must be above 0"));
         }
+        problems
     }
 
     fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {

@@ -50,7 +50,7 @@ pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
 fn spec<C: OperatorSpec + DeserializeOwned + 'static>(
     node: &Node,
 ) -> Result<Box<dyn OperatorSpec>, Vec<ConfigError>> {
-    let config: C = from_node(node).map_err(|e| vec![e])?;
+    let config: C = from_node(node)?;
     let problems = config.check();
     if !problems.is_empty() {
         return Err(problems);

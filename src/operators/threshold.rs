@@ -17,7 +17,7 @@
 //! clear level. A reading that ends the excursion before `for` has passed
 //! (a spike) gives nothing.
 
-use super::alerting::{Episode, Rule, fields_and_message_reads};
+use super::alerting::{Episode, Rule, check_message, fields_and_message_reads};
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
 use crate::event::template::Template;
@@ -118,6 +118,7 @@ impl OperatorSpec for Config {
             (None, Some(clear)) => problem(clear.loc, "`clear_above` goes with `below`"),
             _ => {}
         }
+        problems.extend(check_message(self.message.as_ref(), OWN_VARS));
         problems
     }
 

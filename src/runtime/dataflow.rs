@@ -1,6 +1,7 @@
 //! The compiled pipeline: who feeds whom, and the operators ready to fork
 //! onto workers.
 
+use super::field_watch::FieldWatch;
 use crate::config::Pipeline;
 use crate::event::Schema;
 use crate::event::decode::Decoder;
@@ -51,6 +52,9 @@ pub struct Plan {
     pub operators: Vec<Box<dyn KeyedOperator>>,
     /// One decoder per source.
     pub decoders: Vec<Decoder>,
+    /// Per source: the fields read from its events, to warn about those
+    /// that never come.
+    pub watches: Vec<FieldWatch>,
 }
 
 impl Plan {
@@ -117,6 +121,15 @@ impl Plan {
             .enumerate()
             .map(|(i, s)| Decoder::new(s.common.decode_spec(), &schema, i as u16))
             .collect();
+        let watches = (p.sources.iter().zip(p.source_reads()))
+            .map(|(s, mut reads)| {
+                // The key and time fields are taken as such, never as fields.
+                let consumed =
+                    [&s.common.key, &s.common.time].map(|c| c.as_ref().map(|c| c.as_str()));
+                reads.retain(|(f, _)| !consumed.contains(&Some(f.as_str())));
+                FieldWatch::new(&s.id, reads, &schema)
+            })
+            .collect();
         // An operator that scores every reading and raises alerts (anomaly)
         // gives sinks its alerts; its scored readings go on to operators
         // (a filter after it writes them to a sink).
@@ -155,7 +168,16 @@ impl Plan {
             },
             operators,
             decoders,
+            watches,
         }
+    }
+
+    /// No warnings about fields that never come: a pipeline test's few
+    /// records need not carry every field.
+    pub fn unwatch_fields(&mut self) {
+        self.watches
+            .iter_mut()
+            .for_each(|w| *w = FieldWatch::default());
     }
 
     /// Sends every alert to sink 0 and nothing else anywhere: how pipeline

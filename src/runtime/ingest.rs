@@ -9,9 +9,10 @@
 //! restored run resumes it ([`Ingest::resume`]).
 
 use super::checkpoint::{Barrier, Checkpoints};
+use super::field_watch::FieldWatch;
 use super::{Ack, DeadLetters, Metrics, Router, Shutdown};
 use crate::event::Event;
-use crate::event::decode::{DecodeError, Decoder};
+use crate::event::decode::{self, CsvHeader, DecodeError, Decoder, Envelope};
 use crate::state::codec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -30,6 +31,8 @@ pub struct Ingest {
     pub id: Arc<str>,
     source: u16,
     decoder: Decoder,
+    /// Which of the fields the pipeline reads the events have carried.
+    watch: FieldWatch,
     router: Router,
     dead_letters: DeadLetters,
     metrics: Arc<Metrics>,
@@ -56,6 +59,7 @@ impl Ingest {
             id,
             source: router.source(),
             decoder,
+            watch: FieldWatch::default(),
             router,
             dead_letters,
             metrics,
@@ -66,8 +70,43 @@ impl Ingest {
         }
     }
 
+    /// Warns about the fields `watch` names that the events never carry.
+    pub fn watching(mut self, watch: FieldWatch) -> Self {
+        self.watch = watch;
+        self
+    }
+
     pub fn decoder(&self) -> &Decoder {
         &self.decoder
+    }
+
+    /// Decodes one JSON message (see [`Decoder::decode_message`]), noting
+    /// which of the pipeline's fields its event carries.
+    pub fn decode_message(
+        &mut self,
+        bytes: &[u8],
+        envelope: &Envelope,
+    ) -> Result<Event, DecodeError> {
+        let decoded = self.decoder.decode_message(bytes, envelope);
+        if let Ok(event) = &decoded {
+            self.watch.saw(event, || decode::json_field_names(bytes));
+        }
+        decoded
+    }
+
+    /// Decodes one CSV row (see [`Decoder::decode_csv`]), noting which of
+    /// the pipeline's fields its event carries.
+    pub fn decode_csv(
+        &mut self,
+        header: &CsvHeader,
+        bytes: &[u8],
+        position: u64,
+    ) -> Result<Event, DecodeError> {
+        let decoded = self.decoder.decode_csv(header, bytes, position);
+        if let Ok(event) = &decoded {
+            self.watch.saw(event, || header.names().to_vec());
+        }
+        decoded
     }
 
     pub fn shutdown_requested(&self) -> bool {
@@ -235,6 +274,7 @@ impl Ingest {
     /// Returns the number of that last checkpoint, to wait for with
     /// [`wait_checkpointed`](Self::wait_checkpointed).
     pub fn finish_blocking<P: Serialize>(&mut self, position: &P) -> Result<Option<u64>, Closed> {
+        self.watch.finish();
         self.router.flush_blocking().map_err(|_| Closed)?;
         let stopped = self.durable() && self.shutdown.is_requested();
         let mut last = None;

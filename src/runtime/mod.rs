@@ -13,6 +13,7 @@ mod ack;
 mod checkpoint;
 mod dataflow;
 mod dead_letters;
+mod field_watch;
 mod ingest;
 mod keys;
 mod metrics;
@@ -25,6 +26,7 @@ pub use ack::{Ack, Marks, Settled};
 pub use checkpoint::Checkpoints;
 pub use dataflow::{Dataflow, Plan};
 pub use dead_letters::DeadLetters;
+pub use field_watch::FieldWatch;
 pub use ingest::{Closed, Ingest};
 pub use metrics::{Metrics, Snapshot};
 pub use router::{BATCH, Router, WorkerMsg, worker_for};
@@ -221,7 +223,8 @@ pub async fn run(
     let coordinator = coordinator.map(|c| tokio::task::spawn_blocking(move || c.run()));
 
     let mut source_tasks = Vec::new();
-    for (i, (source, decoder)) in io.sources.into_iter().zip(plan.decoders).enumerate() {
+    let decoders = plan.decoders.into_iter().zip(plan.watches);
+    for (i, (source, (decoder, watch))) in io.sources.into_iter().zip(decoders).enumerate() {
         let router = Router::new(worker_txs.clone(), i as u16);
         let ingest = Ingest::new(
             flow.names[i].clone(),
@@ -231,7 +234,8 @@ pub async fn run(
             metrics.clone(),
             shutdown.clone(),
             checkpoints.clone(),
-        );
+        )
+        .watching(watch);
         source_tasks.push(tokio::spawn(source.run(ingest)));
     }
     drop((worker_txs, dead_letters, checkpoints));

@@ -198,8 +198,7 @@ impl Scenario {
 
     pub fn parse(text: &str, fallback_name: String) -> Result<Scenario, Vec<ConfigError>> {
         let root = yaml::parse(text)?;
-        let header: Header =
-            from_node(&root.only(&["name", "kind", "start"])).map_err(|e| vec![e])?;
+        let header: Header = from_node(&root.only(&["name", "kind", "start"]))?;
         if !KINDS.contains(&header.kind.as_str()) {
             let hint = crate::config::did_you_mean(&header.kind, KINDS.iter().copied());
             let hint = if hint.is_empty() {
@@ -226,15 +225,14 @@ impl Scenario {
 
     /// The model, seeded.
     pub fn build(&self, seed: u64) -> Result<Box<dyn Model>, Vec<ConfigError>> {
-        let one = |e| vec![e];
         Ok(match self.kind.as_str() {
             "trucks" => Box::new(trucks::Fleet::new(
-                from_node(&self.model).map_err(one)?,
+                from_node(&self.model)?,
                 self.start,
                 seed,
             )?),
             _ => Box::new(factory::Plant::new(
-                from_node(&self.model).map_err(one)?,
+                from_node(&self.model)?,
                 self.start,
                 seed,
             )?),

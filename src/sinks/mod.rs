@@ -35,7 +35,7 @@ pub const REGISTRY: Registry<dyn SinkSpec> = Registry {
 fn spec<C: SinkSpec + DeserializeOwned + 'static>(
     node: &Node,
 ) -> Result<Box<dyn SinkSpec>, Vec<ConfigError>> {
-    Ok(Box::new(from_node::<C>(node).map_err(|e| vec![e])?))
+    Ok(Box::new(from_node::<C>(node)?))
 }
 
 /// One output, rendered once and shared by every sink that takes it.

@@ -16,7 +16,7 @@
 
 use super::{Ingest, Source, SourceError, SourceSpec};
 use crate::config::{Context, Spanned};
-use crate::event::decode::{CsvHeader, DecodeError, Format};
+use crate::event::decode::{CsvHeader, DecodeError, Envelope, Format};
 use crate::pace::{self, Pace, Pacer, nap};
 use crate::runtime::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -145,8 +145,8 @@ impl FileSource {
             let origin = || serde_json::json!({"path": self.path, "line": number});
             let decoded = match (self.format, &csv_header) {
                 _ if size > limit => Err(DecodeError::TooLarge { size, limit }),
-                (Format::Jsonl, _) => ingest.decoder().decode_json(bytes, number),
-                (Format::Csv, Some(header)) => ingest.decoder().decode_csv(header, bytes, number),
+                (Format::Jsonl, _) => ingest.decode_message(bytes, &Envelope::at(number)),
+                (Format::Csv, Some(header)) => ingest.decode_csv(header, bytes, number),
                 (Format::Csv, None) => {
                     match ingest.decoder().csv_header(bytes) {
                         Ok(header) => csv_header = Some(header),

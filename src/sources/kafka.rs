@@ -417,7 +417,7 @@ impl Reader {
         };
         let payload = message.payload().unwrap_or_default();
         let decoded = match message.payload() {
-            Some(bytes) => self.ingest.decoder().decode_message(bytes, &envelope),
+            Some(bytes) => self.ingest.decode_message(bytes, &envelope),
             None => Err(DecodeError::NullValue),
         };
         match decoded {

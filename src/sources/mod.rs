@@ -12,6 +12,7 @@ pub mod sim;
 
 use crate::config::{ConfigError, Context, Duration, Node, Registry, Spanned, from_node};
 use crate::event::decode::{DEFAULT_MAX_MESSAGE_BYTES, DecodeSpec, KeySpec, TimeSpec};
+use crate::event::time::TimeFormat;
 use crate::runtime::{BoxFuture, Closed, Ingest};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -32,7 +33,7 @@ pub const REGISTRY: Registry<dyn SourceSpec> = Registry {
 fn spec<C: SourceSpec + DeserializeOwned + 'static>(
     node: &Node,
 ) -> Result<Box<dyn SourceSpec>, Vec<ConfigError>> {
-    Ok(Box::new(from_node::<C>(node).map_err(|e| vec![e])?))
+    Ok(Box::new(from_node::<C>(node)?))
 }
 
 /// Builds a source from an `--input NAME=URI` value.
@@ -61,9 +62,15 @@ pub struct SourceCommon {
     /// Field holding the entity key, or `topic[N]` for level N of the MQTT
     /// topic. Without it the stream is one entity.
     pub key: Option<Spanned<String>>,
-    /// Field holding the event time (RFC 3339 or epoch ms). Without it,
-    /// events are stamped with their arrival time.
+    /// Field holding the event time. Without it, events are stamped with
+    /// their arrival time.
     pub time: Option<Spanned<String>>,
+    /// How `time` is written: `auto` (RFC 3339 strings, or epoch
+    /// milliseconds as numbers), `rfc3339`, `epoch_s`, `epoch_ms`,
+    /// `epoch_us`, `epoch_ns` (numbers or numeric strings, fractions
+    /// allowed), or a pattern such as `"%Y-%m-%d %H:%M:%S"` (UTC unless it
+    /// has `%z`).
+    pub time_format: Option<Spanned<TimeFormat>>,
     /// How far behind a key's latest event time an event may arrive and
     /// still be processed in order. Older events are dead-lettered as late.
     #[serde(default)]
@@ -99,6 +106,7 @@ impl SourceCommon {
     pub const KEYS: &'static [&'static str] = &[
         "key",
         "time",
+        "time_format",
         "max_out_of_orderness",
         "max_message_bytes",
         "max_future",
@@ -110,6 +118,7 @@ impl SourceCommon {
         DecodeSpec {
             key: self.key.as_ref().map(|k| KeySpec::parse(k)),
             time: self.time.as_ref().map(|t| TimeSpec::parse(t)),
+            time_format: (self.time_format.as_ref()).map_or(TimeFormat::Auto, |f| f.value.clone()),
             max_message_bytes: self.max_message_bytes,
         }
     }

@@ -338,7 +338,7 @@ fn take(
         position,
         ..Envelope::default()
     };
-    match ingest.decoder().decode_message(payload, &envelope) {
+    match ingest.decode_message(payload, &envelope) {
         Ok(event) => ingest.route_blocking(event)?,
         Err(error) => {
             let origin = serde_json::json!({"broker": broker, "topic": topic, "message": position});

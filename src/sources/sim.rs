@@ -16,6 +16,7 @@
 
 use super::{Ingest, Source, SourceError, SourceSpec};
 use crate::config::{Context, Duration, Spanned};
+use crate::event::decode::Envelope;
 use crate::pace::{self, Pace};
 use crate::runtime::BoxFuture;
 use crate::sim::run::{self, Limit, Output};
@@ -136,11 +137,8 @@ impl Output for IngestOutput {
             self.ingest.barrier_blocking(&self.position)?;
         }
         self.position += 1;
-        match self
-            .ingest
-            .decoder()
-            .decode_json(line.as_bytes(), self.position)
-        {
+        let envelope = Envelope::at(self.position);
+        match self.ingest.decode_message(line.as_bytes(), &envelope) {
             Ok(event) => self.ingest.route_blocking(event)?,
             Err(error) => {
                 let origin = serde_json::json!({"device": device, "message": self.position});

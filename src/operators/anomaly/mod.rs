@@ -34,7 +34,7 @@ mod likelihood;
 mod line;
 mod normal;
 
-use super::alerting::{Episode, Rule, fields_and_message_reads};
+use super::alerting::{Episode, Rule, check_message, fields_and_message_reads};
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
 use crate::event::template::Template;
@@ -295,6 +295,7 @@ impl OperatorSpec for Config {
             }
             _ => {}
         }
+        problems.extend(check_message(self.message.as_ref(), OWN_VARS));
         problems
     }
 

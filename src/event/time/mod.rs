@@ -2,7 +2,12 @@
 //!
 //! Timestamps are milliseconds since the Unix epoch (`i64`), the unit every
 //! operator works in. Parsing is hand-written because it runs once per event
-//! on the hot path and only needs RFC 3339 in UTC or with an offset.
+//! on the hot path and needs only a few shapes: RFC 3339, epoch numbers,
+//! and the handful of strftime directives a source's `time_format` may use.
+
+mod format;
+
+pub use format::{EpochUnit, TimeFormat};
 
 /// Earliest event time floe accepts (2000-01-01T00:00:00Z); anything older is
 /// treated as a broken device clock rather than data.
@@ -11,7 +16,8 @@ pub const MIN_TIME: i64 = 946_684_800_000;
 pub const MAX_TIME: i64 = 4_102_444_800_000;
 
 /// Parses an RFC 3339 timestamp (`2026-11-23T10:00:00.000Z`,
-/// `2026-11-23 10:00:00+01:00`, any number of fraction digits) into epoch ms.
+/// `2026-11-23 10:00:00+01:00`, any number of fraction digits; the offset
+/// may also be written `+0100` or `+01`) into epoch ms.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
@@ -32,34 +38,55 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    let mut rest = &b[19..];
-    let mut millis = 0;
-    if rest.first() == Some(&b'.') {
-        let n = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 {
-            return None;
-        }
-        // Only the first three digits matter at millisecond resolution.
-        for i in 0..3 {
-            millis = millis * 10
-                + rest
-                    .get(1 + i)
-                    .filter(|_| i < n)
-                    .map_or(0, |d| (d - b'0') as i64);
-        }
-        rest = &rest[1 + n..];
+    let (millis, n) = fraction_millis(&b[19..])?;
+    let (offset_minutes, n2) = offset_minutes(&b[19 + n..])?;
+    if 19 + n + n2 != b.len() {
+        return None;
     }
-    let offset_minutes = match rest {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let minutes = digits(&[*h1, *h2])? * 60 + digits(&[*m1, *m2])?;
-            if *sign == b'+' { minutes } else { -minutes }
-        }
-        _ => return None,
-    };
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
     Some(seconds * 1000 + millis)
+}
+
+/// Reads an optional `.` and fraction digits at the start of `b`: the
+/// milliseconds they make, and how many bytes they took.
+fn fraction_millis(b: &[u8]) -> Option<(i64, usize)> {
+    if b.first() != Some(&b'.') {
+        return Some((0, 0));
+    }
+    let n = b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if n == 0 {
+        return None;
+    }
+    // Only the first three digits matter at millisecond resolution.
+    let millis = (0..3).fold(0, |ms, i| {
+        let digit = if i < n { (b[1 + i] - b'0') as i64 } else { 0 };
+        ms * 10 + digit
+    });
+    Some((millis, 1 + n))
+}
+
+/// Reads a UTC offset at the start of `b` (`Z`, `+01:00`, `+0100`, `+01`):
+/// its minutes east of UTC, and how many bytes it took.
+fn offset_minutes(b: &[u8]) -> Option<(i64, usize)> {
+    let sign = match b.first()? {
+        b'Z' | b'z' => return Some((0, 1)),
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let hours = digits(b.get(1..3)?)?;
+    let (minutes, len) = match b.get(3..) {
+        Some([b':', m1, m2, ..]) => (digits(&[*m1, *m2])?, 6),
+        Some([m1, m2, ..]) if m1.is_ascii_digit() && m2.is_ascii_digit() => {
+            (digits(&[*m1, *m2])?, 5)
+        }
+        _ => (0, 3),
+    };
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    Some((sign * (hours * 60 + minutes), len))
 }
 
 /// Formats epoch ms as `YYYY-MM-DDTHH:MM:SS.mmmZ`, the form every alert uses.
@@ -188,6 +215,14 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn rfc3339_offsets_may_drop_the_colon_or_the_minutes() {
+        let utc = 1_795_428_000_000;
+        assert_eq!(parse_rfc3339("2026-11-23T11:30:00+0130"), Some(utc));
+        assert_eq!(parse_rfc3339("2026-11-23T11:00:00+01"), Some(utc));
+        assert_eq!(parse_rfc3339("2026-11-23T10:00:00+24:00"), None);
     }
 
     #[test]
