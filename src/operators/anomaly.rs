@@ -27,11 +27,10 @@
 //! has learned (see `Line`). The README tells what each method catches
 //! and misses.
 
-use super::alerting::{Episode, Rule, fields_and_message_reads};
-use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
+use super::alerting::{AlertingSpec, Episode, Rule};
+use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator};
 use crate::config::{ConfigError, Duration, Spanned};
-use crate::event::template::Template;
-use crate::event::{Event, FieldId, Severity, Value};
+use crate::event::{Event, FieldId, Value};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
@@ -65,9 +64,6 @@ pub struct Config {
     direction: Direction,
     #[serde(default = "default_score_field")]
     score_field: String,
-    #[serde(default = "default_severity")]
-    severity: Severity,
-    message: Option<Spanned<Template>>,
 }
 
 /// How a reading is scored against the normal.
@@ -127,12 +123,6 @@ fn default_score_field() -> String {
     "score".into()
 }
 
-fn default_severity() -> Severity {
-    Severity::Warning
-}
-
-/// Placeholders the anomaly fills in besides the built-ins.
-const OWN_VARS: &[&str] = &["score", "expected"];
 /// Readings a normal needs besides `warmup`.
 const MIN_READINGS: u32 = 30;
 /// Regimes kept per key; readings of further regimes are not scored.
@@ -145,28 +135,25 @@ const CUSUM_K: f64 = 0.5;
 const CLAMP: f64 = 4.0;
 
 impl Config {
-    fn message(&self) -> Template {
-        if let Some(m) = &self.message {
-            return m.value.clone();
-        }
-        let text = format!(
-            "{{key}} {} is anomalous (score {{score:.1}}, expected {{expected:.2}})",
-            self.field.value
-        );
-        Template::parse(&text)
-            .unwrap_or_else(|_| Template::parse("{key}: {value}").expect("literal"))
-    }
-
     fn threshold(&self) -> f64 {
         self.threshold.unwrap_or(self.method.default_threshold())
     }
 }
 
-impl OperatorSpec for Config {
+impl AlertingSpec for Config {
+    const OWN_VARS: &'static [&'static str] = &["score", "expected"];
+
+    fn default_message(&self) -> String {
+        format!(
+            "{{key}} {} is anomalous (score {{score:.1}}, expected {{expected:.2}})",
+            self.field.value
+        )
+    }
+
     fn reads(&self) -> Vec<FieldRef> {
         let named = [Some(&self.field), self.explain.as_ref(), self.by.as_ref()];
         let fields: Vec<_> = named.into_iter().flatten().collect();
-        fields_and_message_reads(&fields, self.message.as_ref(), OWN_VARS)
+        FieldRef::named(&fields)
     }
 
     fn emits(&self) -> Emits {
@@ -174,10 +161,6 @@ impl OperatorSpec for Config {
             keeps_input: true,
             adds: vec![self.score_field.clone()],
         }
-    }
-
-    fn alerts(&self) -> bool {
-        true
     }
 
     fn check(&self) -> Vec<ConfigError> {
@@ -195,10 +178,10 @@ impl OperatorSpec for Config {
         problems
     }
 
-    fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
+    fn build(&self, ctx: &mut BuildContext, rule: Rule) -> Box<dyn KeyedOperator> {
         let threshold = self.threshold();
         Keyed::boxed(Anomaly {
-            rule: Rule::new(ctx, self.severity, &self.message(), OWN_VARS),
+            rule,
             field: ctx.numeric_field(&self.field),
             explain: self.explain.as_ref().map(|f| ctx.numeric_field(f)),
             by: self.by.as_ref().map(|f| ctx.field(f)),

@@ -17,11 +17,10 @@
 //! clear level. A reading that ends the excursion before `for` has passed
 //! (a spike) gives nothing.
 
-use super::alerting::{Episode, Rule, fields_and_message_reads};
-use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
+use super::alerting::{AlertingSpec, Episode, Rule};
+use super::{BuildContext, Emitter, FieldRef, Keyed, KeyedOperator, Operator};
 use crate::config::{ConfigError, Duration, Spanned};
-use crate::event::template::Template;
-use crate::event::{AlertState, Event, FieldId, Severity, Value};
+use crate::event::{AlertState, Event, FieldId, Value};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -40,14 +39,7 @@ pub struct Config {
     clear_below: Option<Spanned<f64>>,
     /// With `below`: resolve only once the value is above this. Default: the limit.
     clear_above: Option<Spanned<f64>>,
-    #[serde(default)]
-    severity: Severity,
-    /// Alert message; placeholders as in templates, plus `{limit}`.
-    message: Option<Spanned<Template>>,
 }
-
-/// Placeholders the threshold fills in besides the built-ins.
-const OWN_VARS: &[&str] = &["limit"];
 
 impl Config {
     /// (limit, clear level, fires above?) once `check` has passed.
@@ -66,32 +58,25 @@ impl Config {
             (None, None) => (f64::NAN, f64::NAN, true),
         }
     }
-
-    fn message(&self) -> Template {
-        match &self.message {
-            Some(m) => m.value.clone(),
-            None => {
-                let (_, _, above) = self.levels();
-                let side = if above { "above" } else { "below" };
-                let text = format!(
-                    "{{key}} {} is {{value}}, {side} {{limit}}",
-                    self.field.value
-                );
-                Template::parse(&text).unwrap_or_else(|_| {
-                    Template::parse("{key}: {value}").expect("literal template")
-                })
-            }
-        }
-    }
 }
 
-impl OperatorSpec for Config {
-    fn reads(&self) -> Vec<FieldRef> {
-        fields_and_message_reads(&[&self.field], self.message.as_ref(), OWN_VARS)
+impl AlertingSpec for Config {
+    const OWN_VARS: &'static [&'static str] = &["limit"];
+
+    fn default_message(&self) -> String {
+        let side = if self.above.is_some() {
+            "above"
+        } else {
+            "below"
+        };
+        format!(
+            "{{key}} {} is {{value}}, {side} {{limit}}",
+            self.field.value
+        )
     }
 
-    fn emits(&self) -> Emits {
-        Emits::Alerts
+    fn reads(&self) -> Vec<FieldRef> {
+        FieldRef::named(&[&self.field])
     }
 
     fn check(&self) -> Vec<ConfigError> {
@@ -121,10 +106,10 @@ impl OperatorSpec for Config {
         problems
     }
 
-    fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
+    fn build(&self, ctx: &mut BuildContext, rule: Rule) -> Box<dyn KeyedOperator> {
         let (limit, clear, above) = self.levels();
         Keyed::boxed(Threshold {
-            rule: Rule::new(ctx, self.severity, &self.message(), OWN_VARS),
+            rule,
             field: ctx.numeric_field(&self.field),
             limit,
             clear,
@@ -251,6 +236,27 @@ mod tests {
         assert!(b.is_empty());
         assert_eq!(a[0].message, "a at 5.0 C (limit 4 C)");
         assert_eq!(a[0].details, [("limit", crate::event::Value::Num(4.0))]);
+    }
+
+    #[test]
+    fn resolved_alerts_take_the_resolved_message_or_else_the_firing_one() {
+        let message = "message: \"{key} at {value} C (limit {limit} C)\"\n";
+        let resolved = "resolved_message: \"{key} back to {value} C ({door})\"\n";
+        let mut h = Harness::new(
+            "threshold",
+            &format!("field: temp\nabove: 4\n{message}{resolved}"),
+        );
+        let fired = h.feed("a", 0, &[("temp", 5.0), ("door", 1.0)]);
+        let cleared = h.feed("a", MINUTE, &[("temp", 3.5), ("door", 0.0)]);
+        assert_eq!(fired[0].message, "a at 5 C (limit 4 C)");
+        assert_eq!(
+            (cleared[0].state, cleared[0].message.as_str()),
+            (Resolved, "a back to 3.5 C (0)")
+        );
+        let mut h = Harness::new("threshold", &format!("field: temp\nabove: 4\n{message}"));
+        h.feed("a", 0, &[("temp", 5.0)]);
+        let cleared = h.feed("a", MINUTE, &[("temp", 3.5)]);
+        assert_eq!(cleared[0].message, "a at 3.5 C (limit 4 C)");
     }
 
     #[test]
