@@ -18,7 +18,7 @@
 
 use super::{Batch, Sink, SinkError, SinkSpec};
 use crate::config::{ConfigError, Context, Node};
-use crate::mqtt::{self, Connection, Publisher, QoS, Qos, TopicTemplate};
+use crate::mqtt::{self, Connection, Patience, Publisher, QoS, Qos, TopicTemplate};
 use crate::runtime::BoxFuture;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -83,7 +83,8 @@ impl SinkSpec for Config {
     fn open(&self, ctx: &Context) -> Result<Box<dyn Sink>, SinkError> {
         let id = self.connection.client_id(&ctx.default_client_id());
         let what = format!("sink \"{}\"", ctx.id);
-        let publisher = Publisher::start(&self.connection, id, ctx.base, what)?;
+        let publisher =
+            Publisher::start(&self.connection, id, ctx.base, what, Patience::default())?;
         Ok(Box::new(MqttSink {
             publisher,
             topic: self.topic.clone(),
