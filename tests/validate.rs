@@ -156,3 +156,49 @@ fn a_speed_that_is_not_a_finite_number_is_rejected_where_it_is_written() {
         );
     }
 }
+
+/// A source keyed by a topic level gets its key from the topic each test
+/// record carries, through the same decoder as the real source.
+#[test]
+fn a_pipeline_keyed_by_topic_is_tested_with_records_that_carry_their_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    support::write(
+        dir.path(),
+        "p.yaml",
+        r#"
+sources:
+  trucks:
+    type: mqtt
+    url: mqtt://127.0.0.1:1883
+    topics: [fleet/+/telemetry]
+    key: topic[1]
+    time: ts
+operators:
+  too_warm: {type: threshold, inputs: [trucks], field: temperature_c, above: 4}
+tests:
+  - name: each truck is keyed by its topic
+    inputs:
+      trucks:
+        - {topic: fleet/t1/telemetry, payload: {ts: "2026-11-23T10:00:00Z", temperature_c: 5.0}}
+        - {topic: fleet/t2/telemetry, payload: {ts: "2026-11-23T10:00:00Z", temperature_c: 3.0}}
+        - {topic: fleet/t1/telemetry, payload: {ts: "2026-11-23T10:01:00Z", temperature_c: 3.0}}
+    expect:
+      - {rule: too_warm, key: t1, state: firing, event_time: "2026-11-23T10:00:00Z"}
+      - {rule: too_warm, key: t1, state: resolved, event_time: "2026-11-23T10:01:00Z"}
+  - name: a recording of messages with their topics
+    inputs:
+      trucks: {file: messages.jsonl}
+    expect:
+      - {rule: too_warm, key: t3, state: firing}
+"#,
+    );
+    support::write(
+        dir.path(),
+        "messages.jsonl",
+        "{\"topic\": \"fleet/t3/telemetry\", \"payload\": {\"ts\": \"2026-11-23T10:00:00Z\", \"temperature_c\": 6.0}}\n",
+    );
+    let out = run_in(dir.path(), &["test", "p.yaml"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("2 passed, 0 failed"), "{text}");
+}
