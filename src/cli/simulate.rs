@@ -9,6 +9,7 @@ use crate::pace::{self, Pace};
 use crate::runtime::Shutdown;
 use crate::sim::run::{self, Limit, Output};
 use crate::sim::{Label, Scenario};
+use crate::sinks::Destination;
 use std::fs::File;
 use std::io::{BufWriter, ErrorKind, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -151,25 +152,17 @@ impl Writer {
         scenario: &Scenario,
         patience: Patience,
     ) -> Result<Writer, Failure> {
+        let invalid = |e: String| Failure::Invalid(format!("--to {to}: {e}"));
         let lines = |w: Box<dyn Write + Send>| Out::Lines(BufWriter::with_capacity(1 << 20, w));
-        let out = if to == "stdout" || to == "-" {
-            lines(Box::new(std::io::stdout()))
-        } else if let Some(path) = to.strip_prefix("file:") {
-            let file =
-                File::create(path).map_err(|e| Failure::Invalid(format!("--to {to}: {e}")))?;
-            lines(Box::new(file))
-        } else if to.starts_with("mqtt://") || to.starts_with("mqtts://") {
-            Out::Mqtt(
-                MqttOut::open(to, scenario, patience)
-                    .map_err(|e| Failure::Invalid(format!("--to {to}: {e}")))?,
-            )
-        } else if to.starts_with("kafka://") {
-            let invalid = |e: String| Failure::Invalid(format!("--to {to}: {e}"));
-            Out::Kafka(KafkaOut::open(to).map_err(invalid)?)
-        } else {
-            return Err(Failure::Invalid(format!(
-                "--to {to}: expected stdout, file:PATH, mqtt://HOST:PORT/TOPIC or kafka://HOST:PORT/TOPIC"
-            )));
+        let out = match Destination::parse(to).map_err(invalid)? {
+            Destination::Stdout => lines(Box::new(std::io::stdout())),
+            Destination::File(path) => lines(Box::new(
+                File::create(path).map_err(|e| invalid(e.to_string()))?,
+            )),
+            Destination::Mqtt(uri) => {
+                Out::Mqtt(MqttOut::open(uri, scenario, patience).map_err(invalid)?)
+            }
+            Destination::Kafka(uri) => Out::Kafka(KafkaOut::open(uri).map_err(invalid)?),
         };
         let labels = match labels {
             Some(path) => Some(BufWriter::new(File::create(path).map_err(|e| {
@@ -223,12 +216,12 @@ struct KafkaOut {
 }
 
 impl KafkaOut {
-    fn open(to: &str) -> Result<KafkaOut, String> {
+    fn open(uri: kafka::Uri) -> Result<KafkaOut, String> {
         let kafka::Uri {
             connection,
             topic,
             params,
-        } = kafka::Uri::parse(to)?;
+        } = uri;
         if let Some((name, _)) = params.first() {
             return Err(format!("unknown parameter `{name}` for a kafka output"));
         }
@@ -266,12 +259,12 @@ struct MqttOut {
 }
 
 impl MqttOut {
-    fn open(to: &str, scenario: &Scenario, patience: Patience) -> Result<MqttOut, String> {
+    fn open(uri: mqtt::Uri, scenario: &Scenario, patience: Patience) -> Result<MqttOut, String> {
         let mqtt::Uri {
             mut connection,
             topic,
             qos,
-        } = mqtt::Uri::parse(to)?;
+        } = uri;
         let topic = topic.unwrap_or_else(|| scenario.default_topic().to_string());
         let topic = TopicTemplate::parse(&topic, &["device"])?;
         // Without a chosen id, there is no session worth resuming: a

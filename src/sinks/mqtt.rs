@@ -67,6 +67,21 @@ impl<'de> Deserialize<'de> for AlertTopic {
 }
 
 impl Config {
+    /// The sink for `--sink NAME=mqtt://HOST:PORT[/TOPIC][?qos=N]`; the
+    /// topic is a template as in a pipeline file.
+    pub fn from_uri(uri: mqtt::Uri) -> Result<Config, String> {
+        let topic = match uri.topic {
+            Some(text) => TopicTemplate::parse(&text, TOPIC_VARS)?,
+            None => AlertTopic::default().0,
+        };
+        Ok(Config {
+            connection: uri.connection,
+            topic,
+            qos: uri.qos.unwrap_or(QoS::AtLeastOnce),
+            retain: false,
+        })
+    }
+
     /// Parses the sink's entry in a pipeline file.
     pub fn parse(node: &Node) -> Result<Box<dyn SinkSpec>, Vec<ConfigError>> {
         let (connection, options) = mqtt::split::<Options>(node)?;
