@@ -676,3 +676,15 @@ fn a_replay_writes_to_the_sinks_given_by_sink_and_a_dry_run_to_stdout_only() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
+
+#[test]
+fn zero_workers_are_refused_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", live_pipeline());
+    for (value, why) in [("0", "must be at least 1"), ("two", "not a whole number")] {
+        let out = run_in(dir.path(), &["run", "p.yaml", "--workers", value]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let expected = format!("error: invalid value '{value}' for '--workers <WORKERS>': {why}");
+        assert!(stderr(&out).starts_with(&expected), "{}", stderr(&out));
+    }
+}

@@ -27,14 +27,23 @@ pub struct Args {
     /// output once), dead letters to stderr, and no state is kept.
     #[arg(long, conflicts_with_all = ["sinks", "state_dir"])]
     dry_run: bool,
-    /// Worker tasks (default: one per core).
-    #[arg(long)]
+    /// Worker tasks, at least 1 (default: one per core).
+    #[arg(long, value_parser = parse_workers)]
     workers: Option<usize>,
     /// Keep state here (checkpoints, the MQTT journal) so that a restart,
     /// even after kill -9, resumes where the run stopped. Overrides the
     /// pipeline's `state: {dir}`.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+}
+
+/// Keys are spread over the workers: with none, nothing would run them.
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("not a whole number".into()),
+    }
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
