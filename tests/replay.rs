@@ -688,3 +688,58 @@ fn zero_workers_are_refused_with_exit_1() {
         assert!(stderr(&out).starts_with(&expected), "{}", stderr(&out));
     }
 }
+
+/// Runs a replay with a state dir (it logs checkpoints) twice, stderr to a
+/// file as a service manager would; returns what was logged.
+fn logged(dir: &Path, flags: &[&str], envs: &[(&str, &str)]) -> String {
+    let log = dir.join("stderr.log");
+    let status = support::floe()
+        .args(["run", "p.yaml", "--state-dir", "state"])
+        .args(flags)
+        .current_dir(dir)
+        .env("FLOE_LOG", "debug")
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .expect("floe runs");
+    assert!(status.success());
+    std::fs::read_to_string(&log).unwrap()
+}
+
+#[test]
+fn logs_to_a_file_have_no_colours_and_json_logs_are_one_object_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = r#"
+sources:
+  trucks: {type: file, path: in.jsonl, key: device, time: ts}
+operators:
+  too_warm: {type: threshold, inputs: [trucks], field: temperature_c, above: 4.0}
+sinks:
+  out: {type: stdout, inputs: [too_warm]}
+"#;
+    write(dir.path(), "p.yaml", pipeline);
+    write(dir.path(), "in.jsonl", REPLAYED);
+    let text = logged(dir.path(), &[], &[]);
+    assert!(text.contains("DEBUG checkpoint 1"), "{text}");
+    assert!(!text.contains('\u{1b}'), "escape sequences in {text:?}");
+
+    for (flags, envs) in [
+        (&["--log-format", "json"][..], &[][..]),
+        (&[], &[("FLOE_LOG_FORMAT", "json")]),
+    ] {
+        let text = logged(dir.path(), flags, envs);
+        // The run's summary is a report, not a log line.
+        let logs: Vec<&str> = text.lines().filter(|l| !l.starts_with("floe: ")).collect();
+        assert!(logs.len() >= 2, "{text}");
+        for line in logs {
+            let log: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(
+                log["level"].is_string() && log["fields"]["message"].is_string(),
+                "{line}"
+            );
+        }
+    }
+    let out = run_in(dir.path(), &["--log-format", "xml", "run", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+}
