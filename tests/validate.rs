@@ -202,3 +202,101 @@ tests:
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(text.contains("2 passed, 0 failed"), "{text}");
 }
+
+/// The first YAML block after `heading` in README.md.
+fn readme_yaml(readme: &str, heading: &str) -> String {
+    let section = readme
+        .split_once(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("README.md has no {heading:?}"))
+        .1;
+    let block = section.split_once("```yaml\n").expect("a YAML block").1;
+    block
+        .split_once("```")
+        .expect("the block ends")
+        .0
+        .to_string()
+}
+
+/// The README's pipeline, with the test cases the README shows for it,
+/// passes: the documentation's example works as written.
+#[test]
+fn the_readme_example_pipeline_passes_the_readme_example_tests() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let pipeline = readme_yaml(&readme, "## A pipeline in one page");
+    let tests = readme_yaml(&readme, "### Pipeline tests");
+    let dir = tempfile::tempdir().unwrap();
+    support::write(dir.path(), "readme.yaml", format!("{pipeline}{tests}"));
+    let out = run_in(dir.path(), &["test", "readme.yaml"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("1 passed, 0 failed"), "{text}");
+}
+
+/// Every input and output URI scheme is in the help that lists them.
+#[test]
+fn run_and_simulate_help_list_every_uri_scheme() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (command, schemes) in [
+        (
+            "run",
+            &["file:", "sim:", "mqtt://", "kafka://", "stdout"][..],
+        ),
+        ("simulate", &["stdout", "file:", "mqtt://", "kafka://"][..]),
+    ] {
+        let out = run_in(root, &[command, "--help"]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}");
+        for scheme in schemes {
+            assert!(
+                text.contains(scheme),
+                "floe {command} --help lacks {scheme}:\n{text}"
+            );
+        }
+    }
+}
+
+/// `floe validate` checks a scenario file as a scenario; the commands that
+/// take a pipeline say that a scenario is not one.
+#[test]
+fn scenarios_are_validated_as_scenarios_and_refused_as_pipelines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scenarios: Vec<String> = std::fs::read_dir(root.join("simulators"))
+        .expect("simulators/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(scenarios.len() >= 4, "{scenarios:?}");
+    let mut args = vec!["validate", "pipelines/factory.yaml"];
+    args.extend(scenarios.iter().map(String::as_str));
+    let out = run_in(root, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("simulators/trucks.yaml: ok (a trucks scenario, \"trucks\")"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    support::write(
+        dir.path(),
+        "s.yaml",
+        "# a fleet\nkind: trucks\ntrucks: 10\nfaults:\n  compresor_failure: {per_day: 1}\n",
+    );
+    let out = run_in(dir.path(), &["validate", "s.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "s.yaml:5:3: unknown field `compresor_failure`, did you mean `compressor_failure`?"
+    );
+    for command in ["run", "test"] {
+        let out = run_in(root, &[command, "simulators/trucks.yaml"]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert!(
+            stderr(&out).contains("simulators/trucks.yaml:7:7: this is a simulator scenario (it has `kind:`), not a pipeline: `floe simulate` runs it"),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -14,8 +14,8 @@ pub struct Args {
     /// The pipeline file.
     pipeline: PathBuf,
     /// Replace source NAME with another input: file:PATH (JSON lines, or
-    /// CSV by extension), sim:SCENARIO, mqtt://HOST:PORT/TOPIC-FILTER.
-    /// Repeatable.
+    /// CSV by extension), sim:SCENARIO, mqtt://HOST:PORT/TOPIC-FILTER,
+    /// kafka://HOST:PORT/TOPIC[?from=earliest&group=GROUP]. Repeatable.
     #[arg(long = "input", value_name = "NAME=URI")]
     inputs: Vec<String>,
     /// Replace sink NAME (or `dead_letter`) with another output: stdout,

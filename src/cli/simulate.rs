@@ -19,10 +19,10 @@ use std::time::Instant;
 pub struct Args {
     /// The scenario file, like simulators/trucks.yaml.
     scenario: PathBuf,
-    /// Where to send: `stdout`, `file:PATH` (JSON lines), or
+    /// Where to send: `stdout`, `file:PATH` (JSON lines),
     /// `mqtt://HOST:PORT[/TOPIC][?qos=N]`, where TOPIC may use `{device}`
     /// (default: fleet/{device}/telemetry for trucks, plant/{device}/telemetry
-    /// for a factory).
+    /// for a factory), or `kafka://HOST:PORT/TOPIC` (keyed by device).
     #[arg(long, value_name = "URI")]
     to: String,
     /// Messages per wall-clock second (sets the pace instead of --speed).
