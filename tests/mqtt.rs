@@ -657,3 +657,43 @@ sinks:
         t.seen - t.distinct
     );
 }
+
+/// `floe simulate --to mqtt://` stops at once on SIGTERM: with its broker
+/// there, after the broker has acknowledged what it sent (exit 0); with
+/// the broker gone mid-run, without waiting for it to come back (exit 2,
+/// saying what was left unacknowledged).
+#[test]
+fn simulate_stops_at_once_on_sigterm_with_its_broker_there_or_gone() {
+    let mut broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("simulators/factory.yaml");
+    let args = [
+        "simulate",
+        scenario.to_str().unwrap(),
+        "--to",
+        &broker.url(),
+        "--rate",
+        "2000",
+    ];
+    for broker_gone in [false, true] {
+        let simulating = Floe::run(dir.path(), "simulate.log", &args);
+        simulating.wait_for_log("simulate: connected to");
+        std::thread::sleep(Duration::from_millis(500));
+        if broker_gone {
+            broker.kill();
+            std::thread::sleep(Duration::from_millis(1000));
+        }
+        let signalled = std::time::Instant::now();
+        let (code, log) = simulating.stop();
+        let took = signalled.elapsed();
+        assert!(took < Duration::from_secs(4), "{took:?}:\n{log}");
+        match broker_gone {
+            false => assert_eq!(code, 0, "{log}"),
+            true => {
+                assert_eq!(code, 2, "{log}");
+                let error = log.lines().last().unwrap_or_default();
+                assert!(error.contains("messages unacknowledged"), "{log}");
+            }
+        }
+    }
+}

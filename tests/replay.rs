@@ -829,3 +829,172 @@ sinks:
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("no event has"), "{}", stderr(&out));
 }
+
+/// A pipeline whose sinks must not be written by a replay: an alert file,
+/// the live MQTT broker (a port nothing listens on here), a dead-letter file.
+fn live_pipeline() -> String {
+    let port = support::broker::free_port();
+    format!(
+        r#"
+name: live
+sources:
+  trucks: {{type: mqtt, url: "mqtt://127.0.0.1:{port}", topics: [fleet/+/telemetry], key: device, time: ts}}
+operators:
+  too_warm: {{type: threshold, inputs: [trucks], field: temperature_c, above: 4.0}}
+sinks:
+  archive: {{type: file, inputs: [too_warm], path: live-alerts.jsonl}}
+  dispatch: {{type: mqtt, inputs: [too_warm], url: "mqtt://127.0.0.1:{port}"}}
+dead_letter: {{type: file, path: live-dead.jsonl}}
+"#
+    )
+}
+
+const REPLAYED: &str = concat!(
+    "{\"device\":\"t1\",\"ts\":\"2026-11-23T10:00:00Z\",\"temperature_c\":5.0}\n",
+    "{\"device\":\"t1\",\"ts\":\"2026-11-23T10:01:00Z\",\"temperature_c\":\"hot\"}\n",
+    "{\"device\":\"t1\",\"ts\":\"2026-11-23T10:02:00Z\",\"temperature_c\":3.0}\n",
+);
+
+#[test]
+fn a_replay_writes_to_the_sinks_given_by_sink_and_a_dry_run_to_stdout_only() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", live_pipeline());
+    write(dir.path(), "in.jsonl", REPLAYED);
+    let live = ["live-alerts.jsonl", "live-dead.jsonl"];
+
+    let out = run_in(
+        dir.path(),
+        &[
+            "run",
+            "p.yaml",
+            "--input",
+            "trucks=file:in.jsonl",
+            "--sink",
+            "archive=file:replayed.jsonl",
+            "--sink",
+            "dispatch=stdout",
+            "--sink",
+            "dead_letter=file:replayed-dead.jsonl",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alerts = json_lines(&dir.path().join("replayed.jsonl"));
+    let states: Vec<_> = alerts.iter().map(|a| a["state"].clone()).collect();
+    assert_eq!(states, ["firing", "resolved"]);
+    assert_eq!(support::stdout(&out).lines().count(), 2);
+    let dead = json_lines(&dir.path().join("replayed-dead.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(live.iter().all(|f| !dir.path().join(f).exists()));
+
+    let out = run_in(
+        dir.path(),
+        &[
+            "run",
+            "p.yaml",
+            "--input",
+            "trucks=file:in.jsonl",
+            "--dry-run",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Each alert once, though two sinks take it; the dead letter on stderr.
+    let printed: Vec<Value> = support::stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let states: Vec<_> = printed.iter().map(|a| a["state"].clone()).collect();
+    assert_eq!(states, ["firing", "resolved"]);
+    assert!(
+        stderr(&out).contains("must be a number"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(live.iter().all(|f| !dir.path().join(f).exists()));
+
+    for (args, error) in [
+        (
+            vec!["--sink", "archiv=stdout"],
+            "--sink archiv=stdout: the pipeline has no sink \"archiv\", did you mean `archive`?",
+        ),
+        (
+            vec!["--sink", "archive=ftp://x"],
+            "--sink archive=ftp://x: expected stdout, file:PATH, mqtt://HOST:PORT/TOPIC or kafka://HOST:PORT/TOPIC",
+        ),
+    ] {
+        let out = run_in(dir.path(), &[&["run", "p.yaml"][..], &args].concat());
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(stderr(&out).trim_end(), error);
+    }
+    let out = run_in(
+        dir.path(),
+        &["run", "p.yaml", "--dry-run", "--sink", "archive=stdout"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
+fn zero_workers_are_refused_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", live_pipeline());
+    for (value, why) in [("0", "must be at least 1"), ("two", "not a whole number")] {
+        let out = run_in(dir.path(), &["run", "p.yaml", "--workers", value]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let expected = format!("error: invalid value '{value}' for '--workers <WORKERS>': {why}");
+        assert!(stderr(&out).starts_with(&expected), "{}", stderr(&out));
+    }
+}
+
+/// Runs a replay with a state dir (it logs checkpoints) twice, stderr to a
+/// file as a service manager would; returns what was logged.
+fn logged(dir: &Path, flags: &[&str], envs: &[(&str, &str)]) -> String {
+    let log = dir.join("stderr.log");
+    let status = support::floe()
+        .args(["run", "p.yaml", "--state-dir", "state"])
+        .args(flags)
+        .current_dir(dir)
+        .env("FLOE_LOG", "debug")
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .expect("floe runs");
+    assert!(status.success());
+    std::fs::read_to_string(&log).unwrap()
+}
+
+#[test]
+fn logs_to_a_file_have_no_colours_and_json_logs_are_one_object_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = r#"
+sources:
+  trucks: {type: file, path: in.jsonl, key: device, time: ts}
+operators:
+  too_warm: {type: threshold, inputs: [trucks], field: temperature_c, above: 4.0}
+sinks:
+  out: {type: stdout, inputs: [too_warm]}
+"#;
+    write(dir.path(), "p.yaml", pipeline);
+    write(dir.path(), "in.jsonl", REPLAYED);
+    let text = logged(dir.path(), &[], &[]);
+    assert!(text.contains("DEBUG checkpoint 1"), "{text}");
+    assert!(!text.contains('\u{1b}'), "escape sequences in {text:?}");
+
+    for (flags, envs) in [
+        (&["--log-format", "json"][..], &[][..]),
+        (&[], &[("FLOE_LOG_FORMAT", "json")]),
+    ] {
+        let text = logged(dir.path(), flags, envs);
+        // The run's summary is a report, not a log line.
+        let logs: Vec<&str> = text.lines().filter(|l| !l.starts_with("floe: ")).collect();
+        assert!(logs.len() >= 2, "{text}");
+        for line in logs {
+            let log: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(
+                log["level"].is_string() && log["fields"]["message"].is_string(),
+                "{line}"
+            );
+        }
+    }
+    let out = run_in(dir.path(), &["--log-format", "xml", "run", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+}

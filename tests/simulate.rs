@@ -6,6 +6,8 @@ mod support;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
 use support::{json_lines, run_in, stderr, stdout};
 
 fn root() -> &'static Path {
@@ -313,4 +315,95 @@ fn the_demo_shows_alerts_of_both_pipelines_within_30_seconds() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .unwrap();
     assert!(first.get("alert_id").is_some());
+}
+
+/// Waits at most `limit` for `child` to exit; a child still running then
+/// is killed and the test fails, so a hang cannot hang the test.
+fn exits_within(mut child: Child, limit: Duration, what: &str) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("floe status").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("floe ends");
+            panic!("{what}: still running after {limit:?}:\n{}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("floe output")
+}
+
+fn simulate(dir: &Path, args: &[&str]) -> Child {
+    let scenario = root().join("simulators/factory.yaml");
+    support::floe()
+        .arg("simulate")
+        .arg(scenario)
+        .args(args)
+        .current_dir(dir)
+        .env("FLOE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("floe starts")
+}
+
+/// `--to mqtt://` a port nothing listens on: the first connection is given
+/// up after `--connect-timeout` with one line naming the broker (exit 2),
+/// and SIGINT or SIGTERM stops the run at once, whether it is connecting
+/// and backing off or waiting at the end to deliver what it made.
+#[test]
+fn an_unreachable_broker_is_given_up_on_and_a_signal_stops_the_wait_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = format!("127.0.0.1:{}", support::broker::free_port());
+    let to = format!("mqtt://{broker}");
+
+    let started = Instant::now();
+    let args = ["--to", &to, "--duration", "1s", "--connect-timeout", "2s"];
+    let out = exits_within(
+        simulate(dir.path(), &args),
+        Duration::from_secs(20),
+        "timeout",
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "gave up too soon"
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stderr(&out);
+    let last = text.lines().last().unwrap_or_default();
+    let expected = format!("error: writing {to}: cannot connect to {broker}: ");
+    assert!(last.starts_with(&expected), "{text}");
+    assert!(last.ends_with("(gave up after 2s)"), "{text}");
+
+    for (signal, args) in [
+        // Publishing at a rate while connecting and backing off.
+        ("INT", vec!["--to", &to, "--rate", "100000"]),
+        ("TERM", vec!["--to", &to, "--rate", "100000"]),
+        // Done simulating, waiting to deliver what it made.
+        ("TERM", vec!["--to", &to, "--duration", "200ms"]),
+    ] {
+        let child = simulate(
+            dir.path(),
+            &[&args[..], &["--connect-timeout", "1h"]].concat(),
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let pid = child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
+        assert!(sent.expect("kill runs").success());
+        let signalled = Instant::now();
+        let out = exits_within(child, Duration::from_secs(10), signal);
+        let took = signalled.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "SIG{signal} {args:?}: {took:?}"
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let expected = format!("error: writing {to}: stopped before {broker} could be reached: ");
+        assert!(
+            stderr(&out).lines().any(|l| l.starts_with(&expected)),
+            "{}",
+            stderr(&out)
+        );
+    }
 }

@@ -159,3 +159,147 @@ fn a_speed_that_is_not_a_finite_number_is_rejected_where_it_is_written() {
         );
     }
 }
+
+/// A source keyed by a topic level gets its key from the topic each test
+/// record carries, through the same decoder as the real source.
+#[test]
+fn a_pipeline_keyed_by_topic_is_tested_with_records_that_carry_their_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    support::write(
+        dir.path(),
+        "p.yaml",
+        r#"
+sources:
+  trucks:
+    type: mqtt
+    url: mqtt://127.0.0.1:1883
+    topics: [fleet/+/telemetry]
+    key: topic[1]
+    time: ts
+operators:
+  too_warm: {type: threshold, inputs: [trucks], field: temperature_c, above: 4}
+tests:
+  - name: each truck is keyed by its topic
+    inputs:
+      trucks:
+        - {topic: fleet/t1/telemetry, payload: {ts: "2026-11-23T10:00:00Z", temperature_c: 5.0}}
+        - {topic: fleet/t2/telemetry, payload: {ts: "2026-11-23T10:00:00Z", temperature_c: 3.0}}
+        - {topic: fleet/t1/telemetry, payload: {ts: "2026-11-23T10:01:00Z", temperature_c: 3.0}}
+    expect:
+      - {rule: too_warm, key: t1, state: firing, event_time: "2026-11-23T10:00:00Z"}
+      - {rule: too_warm, key: t1, state: resolved, event_time: "2026-11-23T10:01:00Z"}
+  - name: a recording of messages with their topics
+    inputs:
+      trucks: {file: messages.jsonl}
+    expect:
+      - {rule: too_warm, key: t3, state: firing}
+"#,
+    );
+    support::write(
+        dir.path(),
+        "messages.jsonl",
+        "{\"topic\": \"fleet/t3/telemetry\", \"payload\": {\"ts\": \"2026-11-23T10:00:00Z\", \"temperature_c\": 6.0}}\n",
+    );
+    let out = run_in(dir.path(), &["test", "p.yaml"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("2 passed, 0 failed"), "{text}");
+}
+
+/// The first YAML block after `heading` in README.md.
+fn readme_yaml(readme: &str, heading: &str) -> String {
+    let section = readme
+        .split_once(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("README.md has no {heading:?}"))
+        .1;
+    let block = section.split_once("```yaml\n").expect("a YAML block").1;
+    block
+        .split_once("```")
+        .expect("the block ends")
+        .0
+        .to_string()
+}
+
+/// The README's pipeline, with the test cases the README shows for it,
+/// passes: the documentation's example works as written.
+#[test]
+fn the_readme_example_pipeline_passes_the_readme_example_tests() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let pipeline = readme_yaml(&readme, "## A pipeline in one page");
+    let tests = readme_yaml(&readme, "### Pipeline tests");
+    let dir = tempfile::tempdir().unwrap();
+    support::write(dir.path(), "readme.yaml", format!("{pipeline}{tests}"));
+    let out = run_in(dir.path(), &["test", "readme.yaml"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("1 passed, 0 failed"), "{text}");
+}
+
+/// Every input and output URI scheme is in the help that lists them.
+#[test]
+fn run_and_simulate_help_list_every_uri_scheme() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (command, schemes) in [
+        (
+            "run",
+            &["file:", "sim:", "mqtt://", "kafka://", "stdout"][..],
+        ),
+        ("simulate", &["stdout", "file:", "mqtt://", "kafka://"][..]),
+    ] {
+        let out = run_in(root, &[command, "--help"]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}");
+        for scheme in schemes {
+            assert!(
+                text.contains(scheme),
+                "floe {command} --help lacks {scheme}:\n{text}"
+            );
+        }
+    }
+}
+
+/// `floe validate` checks a scenario file as a scenario; the commands that
+/// take a pipeline say that a scenario is not one.
+#[test]
+fn scenarios_are_validated_as_scenarios_and_refused_as_pipelines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scenarios: Vec<String> = std::fs::read_dir(root.join("simulators"))
+        .expect("simulators/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(scenarios.len() >= 4, "{scenarios:?}");
+    let mut args = vec!["validate", "pipelines/factory.yaml"];
+    args.extend(scenarios.iter().map(String::as_str));
+    let out = run_in(root, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("simulators/trucks.yaml: ok (a trucks scenario, \"trucks\")"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    support::write(
+        dir.path(),
+        "s.yaml",
+        "# a fleet\nkind: trucks\ntrucks: 10\nfaults:\n  compresor_failure: {per_day: 1}\n",
+    );
+    let out = run_in(dir.path(), &["validate", "s.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "s.yaml:5:3: unknown field `compresor_failure`, did you mean `compressor_failure`?"
+    );
+    for command in ["run", "test"] {
+        let out = run_in(root, &[command, "simulators/trucks.yaml"]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert!(
+            stderr(&out).contains("simulators/trucks.yaml:7:7: this is a simulator scenario (it has `kind:`), not a pipeline: `floe simulate` runs it"),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
+}

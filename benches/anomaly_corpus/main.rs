@@ -55,15 +55,31 @@ fn detectors() -> Vec<Detector> {
         detector("ewma", "method: ewma\nsmoothing: 30m\nwarmup: 6h", &raw),
         detector("mad", "method: mad\nwarmup: 6h", &raw),
         detector("cusum", "method: cusum\nwarmup: 6h", &raw),
-        detector("zscore likelihood", "method: zscore\nlikelihood: true\nwarmup: 6h", &likely),
+        detector(
+            "zscore likelihood",
+            "method: zscore\nlikelihood: true\nwarmup: 6h",
+            &likely,
+        ),
         detector(
             "ewma likelihood",
             "method: ewma\nsmoothing: 30m\nlikelihood: true\nwarmup: 6h",
             &likely,
         ),
-        detector("mad likelihood", "method: mad\nlikelihood: true\nwarmup: 6h", &likely),
-        detector("cusum likelihood", "method: cusum\nlikelihood: true\nwarmup: 6h", &likely),
-        detector("zscore cycle", "method: zscore\ncycle: 1d\nwarmup: 6h", &raw),
+        detector(
+            "mad likelihood",
+            "method: mad\nlikelihood: true\nwarmup: 6h",
+            &likely,
+        ),
+        detector(
+            "cusum likelihood",
+            "method: cusum\nlikelihood: true\nwarmup: 6h",
+            &likely,
+        ),
+        detector(
+            "zscore cycle",
+            "method: zscore\ncycle: 1d\nwarmup: 6h",
+            &raw,
+        ),
         detector(
             "zscore cycle likelihood",
             "method: zscore\ncycle: 1d\nlikelihood: true\nwarmup: 6h",

@@ -11,6 +11,7 @@ mod test;
 mod validate;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,8 +22,24 @@ use std::process::ExitCode;
     about = "Real-time stream processing for IoT telemetry"
 )]
 struct Cli {
+    /// How log lines are written to stderr: `text` (coloured only on a
+    /// terminal) or `json` (one JSON object per line, for log collectors).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FLOE_LOG_FORMAT",
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -67,7 +84,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    init_logging();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Demo(args) => demo::demo(args),
         Command::Eval(args) => eval::eval(args),
@@ -92,15 +109,20 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs go to stderr; `FLOE_LOG` (or `RUST_LOG`) sets the filter.
-fn init_logging() {
+/// Colours only on a terminal: in a file or a log collector the escape
+/// sequences are noise.
+fn init_logging(format: LogFormat) {
     let filter = std::env::var("FLOE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.with_ansi(false).json().init(),
+    }
 }
 
 /// A multi-threaded runtime with `workers` threads.

@@ -1,8 +1,9 @@
 //! `floe run`: run a pipeline until its sources end or it is stopped.
 
 use super::Failure;
-use crate::config::Pipeline;
+use crate::config::{Loc, Pipeline, SinkDef, Spanned};
 use crate::runtime::{self, Io, Options, Plan, Shutdown, StateOptions};
+use crate::sinks::{Destination, stdout};
 use crate::sources;
 use crate::state::Store;
 use std::path::{Path, PathBuf};
@@ -13,12 +14,21 @@ pub struct Args {
     /// The pipeline file.
     pipeline: PathBuf,
     /// Replace source NAME with another input: file:PATH (JSON lines, or
-    /// CSV by extension), sim:SCENARIO, mqtt://HOST:PORT/TOPIC-FILTER.
-    /// Repeatable.
+    /// CSV by extension), sim:SCENARIO, mqtt://HOST:PORT/TOPIC-FILTER,
+    /// kafka://HOST:PORT/TOPIC[?from=earliest&group=GROUP]. Repeatable.
     #[arg(long = "input", value_name = "NAME=URI")]
     inputs: Vec<String>,
-    /// Worker tasks (default: one per core).
-    #[arg(long)]
+    /// Replace sink NAME (or `dead_letter`) with another output: stdout,
+    /// file:PATH (JSON lines, appended), mqtt://HOST:PORT[/TOPIC][?qos=N],
+    /// kafka://HOST:PORT/TOPIC. Repeatable.
+    #[arg(long = "sink", value_name = "NAME=URI")]
+    sinks: Vec<String>,
+    /// Write to no sink: what the sinks would get goes to stdout (each
+    /// output once), dead letters to stderr, and no state is kept.
+    #[arg(long, conflicts_with_all = ["sinks", "state_dir"])]
+    dry_run: bool,
+    /// Worker tasks, at least 1 (default: one per core).
+    #[arg(long, value_parser = parse_workers)]
     workers: Option<usize>,
     /// Keep state here (checkpoints, the MQTT journal) so that a restart,
     /// even after kill -9, resumes where the run stopped. Overrides the
@@ -27,12 +37,28 @@ pub struct Args {
     state_dir: Option<PathBuf>,
 }
 
+/// Keys are spread over the workers: with none, nothing would run them.
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("not a whole number".into()),
+    }
+}
+
 pub fn run(args: Args) -> Result<(), Failure> {
     let mut pipeline =
         Pipeline::load(&args.pipeline).map_err(|d| Failure::Invalid(d.to_string()))?;
     for input in &args.inputs {
         replace_input(&mut pipeline, input)
             .map_err(|e| Failure::Invalid(format!("--input {input}: {e}")))?;
+    }
+    for sink in &args.sinks {
+        replace_sink(&mut pipeline, sink)
+            .map_err(|e| Failure::Invalid(format!("--sink {sink}: {e}")))?;
+    }
+    if args.dry_run {
+        dry_run(&mut pipeline);
     }
     let options = Options {
         workers: args.workers.unwrap_or(Options::default().workers),
@@ -84,6 +110,55 @@ pub fn run(args: Args) -> Result<(), Failure> {
         report.late
     );
     Ok(())
+}
+
+/// Applies `--sink NAME=URI`: the sink keeps its inputs and writes
+/// somewhere else.
+fn replace_sink(pipeline: &mut Pipeline, sink: &str) -> Result<(), String> {
+    let (name, uri) = sink.split_once('=').ok_or("expected NAME=URI")?;
+    let spec = Destination::parse(uri).and_then(Destination::sink)?;
+    if name == DEAD_LETTER {
+        pipeline.dead_letter = Some(spec);
+        return Ok(());
+    }
+    let ids: Vec<&str> = pipeline.sinks.iter().map(|s| s.id.as_str()).collect();
+    let hint = crate::config::did_you_mean(name, ids.into_iter().chain([DEAD_LETTER]));
+    let sink = pipeline
+        .sinks
+        .iter_mut()
+        .find(|s| s.id == name)
+        .ok_or_else(|| format!("the pipeline has no sink \"{name}\"{hint}"))?;
+    sink.spec = spec;
+    Ok(())
+}
+
+/// What `--sink` calls the dead-letter sink.
+const DEAD_LETTER: &str = "dead_letter";
+
+/// `--dry-run`: one stdout sink takes what every sink took, so each output
+/// is printed once (not once per sink that takes it); dead letters go to
+/// stderr, their default, so stdout holds only outputs; and nothing is
+/// checkpointed, so a dry run leaves a live run's state dir alone.
+fn dry_run(pipeline: &mut Pipeline) {
+    let mut inputs: Vec<Spanned<String>> = Vec::new();
+    for sink in pipeline.sinks.drain(..) {
+        for input in sink.inputs {
+            if !inputs.iter().any(|i| i.value == input.value) {
+                inputs.push(input);
+            }
+        }
+    }
+    if !inputs.is_empty() {
+        pipeline.sinks.push(SinkDef {
+            id: "dry-run".into(),
+            loc: Loc::default(),
+            fingerprint: 0,
+            inputs,
+            spec: Box::new(stdout::Config {}),
+        });
+    }
+    pipeline.dead_letter = None;
+    pipeline.state = None;
 }
 
 /// Opens the state dir: `--state-dir`, else the pipeline's `state: {dir}`.

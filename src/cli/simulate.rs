@@ -4,13 +4,14 @@ use super::Failure;
 use crate::config::Duration;
 use crate::event::time;
 use crate::kafka;
-use crate::mqtt::{self, Publisher, QoS, TopicTemplate};
+use crate::mqtt::{self, MqttError, Patience, Publisher, QoS, TopicTemplate};
 use crate::pace::{self, Pace};
 use crate::runtime::Shutdown;
 use crate::sim::run::{self, Limit, Output};
 use crate::sim::{Label, Scenario};
+use crate::sinks::Destination;
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, ErrorKind, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -18,10 +19,10 @@ use std::time::Instant;
 pub struct Args {
     /// The scenario file, like simulators/trucks.yaml.
     scenario: PathBuf,
-    /// Where to send: `stdout`, `file:PATH` (JSON lines), or
+    /// Where to send: `stdout`, `file:PATH` (JSON lines),
     /// `mqtt://HOST:PORT[/TOPIC][?qos=N]`, where TOPIC may use `{device}`
     /// (default: fleet/{device}/telemetry for trucks, plant/{device}/telemetry
-    /// for a factory).
+    /// for a factory), or `kafka://HOST:PORT/TOPIC` (keyed by device).
     #[arg(long, value_name = "URI")]
     to: String,
     /// Messages per wall-clock second (sets the pace instead of --speed).
@@ -42,6 +43,10 @@ pub struct Args {
     /// raise) to this file as JSON lines.
     #[arg(long, value_name = "FILE")]
     labels: Option<PathBuf>,
+    /// How long to keep trying to reach the broker of an mqtt:// output
+    /// before giving up (exit 2).
+    #[arg(long, value_name = "D", value_parser = parse_timeout, default_value = "10s")]
+    connect_timeout: Duration,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -50,6 +55,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn parse_speed(text: &str) -> Result<f64, String> {
     pace::check_speed(parse_number(text)?)
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match Duration::parse(text)? {
+        d if d.ms() > 0 => Ok(d),
+        _ => Err("must be longer than 0".into()),
+    }
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -76,19 +88,30 @@ pub fn simulate(args: Args) -> Result<(), Failure> {
         Limit::for_duration(pace, d.ms(), sim.now())
     });
     let runtime = super::tokio_runtime(1)?;
+    let shutdown = Shutdown::default();
+    let patience = Patience {
+        first_connect: Some(std::time::Duration::from_millis(
+            args.connect_timeout.ms() as u64
+        )),
+        stop: Some(shutdown.clone()),
+    };
     let mut out = {
         let _in_runtime = runtime.enter();
-        Writer::open(&args.to, args.labels.as_deref(), &scenario)?
+        Writer::open(&args.to, args.labels.as_deref(), &scenario, patience)?
     };
-    let shutdown = Shutdown::default();
     let started = Instant::now();
     let first = sim.now();
     let result = runtime.block_on(async {
         shutdown.on_signals();
         let stop = shutdown.clone();
         tokio::task::spawn_blocking(move || {
-            let sent = run::run(&mut sim, &mut out, pace, limit, 0, || stop.is_requested())
-                .and_then(|sent| out.out.close().map(|()| sent));
+            let sent = match run::run(&mut sim, &mut out, pace, limit, 0, || stop.is_requested()) {
+                // A stop while a publish waited for the broker: the run
+                // ends there, as at any other stop.
+                Err(e) if e.kind() == ErrorKind::Interrupted => Ok(out.progress.sent),
+                sent => sent,
+            };
+            let sent = sent.and_then(|sent| out.out.close().map(|()| sent));
             (sent, sim.now(), out.progress.finish())
         })
         .await
@@ -127,26 +150,19 @@ impl Writer {
         to: &str,
         labels: Option<&std::path::Path>,
         scenario: &Scenario,
+        patience: Patience,
     ) -> Result<Writer, Failure> {
+        let invalid = |e: String| Failure::Invalid(format!("--to {to}: {e}"));
         let lines = |w: Box<dyn Write + Send>| Out::Lines(BufWriter::with_capacity(1 << 20, w));
-        let out = if to == "stdout" || to == "-" {
-            lines(Box::new(std::io::stdout()))
-        } else if let Some(path) = to.strip_prefix("file:") {
-            let file =
-                File::create(path).map_err(|e| Failure::Invalid(format!("--to {to}: {e}")))?;
-            lines(Box::new(file))
-        } else if to.starts_with("mqtt://") || to.starts_with("mqtts://") {
-            Out::Mqtt(
-                MqttOut::open(to, scenario)
-                    .map_err(|e| Failure::Invalid(format!("--to {to}: {e}")))?,
-            )
-        } else if to.starts_with("kafka://") {
-            let invalid = |e: String| Failure::Invalid(format!("--to {to}: {e}"));
-            Out::Kafka(KafkaOut::open(to).map_err(invalid)?)
-        } else {
-            return Err(Failure::Invalid(format!(
-                "--to {to}: expected stdout, file:PATH, mqtt://HOST:PORT/TOPIC or kafka://HOST:PORT/TOPIC"
-            )));
+        let out = match Destination::parse(to).map_err(invalid)? {
+            Destination::Stdout => lines(Box::new(std::io::stdout())),
+            Destination::File(path) => lines(Box::new(
+                File::create(path).map_err(|e| invalid(e.to_string()))?,
+            )),
+            Destination::Mqtt(uri) => {
+                Out::Mqtt(MqttOut::open(uri, scenario, patience).map_err(invalid)?)
+            }
+            Destination::Kafka(uri) => Out::Kafka(KafkaOut::open(uri).map_err(invalid)?),
         };
         let labels = match labels {
             Some(path) => Some(BufWriter::new(File::create(path).map_err(|e| {
@@ -200,12 +216,12 @@ struct KafkaOut {
 }
 
 impl KafkaOut {
-    fn open(to: &str) -> Result<KafkaOut, String> {
+    fn open(uri: kafka::Uri) -> Result<KafkaOut, String> {
         let kafka::Uri {
             connection,
             topic,
             params,
-        } = kafka::Uri::parse(to)?;
+        } = uri;
         if let Some((name, _)) = params.first() {
             return Err(format!("unknown parameter `{name}` for a kafka output"));
         }
@@ -243,20 +259,21 @@ struct MqttOut {
 }
 
 impl MqttOut {
-    fn open(to: &str, scenario: &Scenario) -> Result<MqttOut, String> {
+    fn open(uri: mqtt::Uri, scenario: &Scenario, patience: Patience) -> Result<MqttOut, String> {
         let mqtt::Uri {
             mut connection,
             topic,
             qos,
-        } = mqtt::Uri::parse(to)?;
+        } = uri;
         let topic = topic.unwrap_or_else(|| scenario.default_topic().to_string());
         let topic = TopicTemplate::parse(&topic, &["device"])?;
         // Without a chosen id, there is no session worth resuming: a
         // broker would keep each run's forever.
         connection.clean_session = connection.client_id.is_none();
         let id = connection.client_id(&format!("floe-simulate-{}", std::process::id()));
-        let publisher = Publisher::start(&connection, id, Path::new("."), "simulate".into())
-            .map_err(|e| e.to_string())?;
+        let publisher =
+            Publisher::start(&connection, id, Path::new("."), "simulate".into(), patience)
+                .map_err(|e| e.to_string())?;
         Ok(MqttOut {
             publisher: Some(publisher),
             topic,
@@ -270,7 +287,10 @@ impl MqttOut {
         let topic = self.topic.render(|_| Some(device));
         let publisher = self.publisher.as_mut().ok_or_else(closed)?;
         let sent = publisher.publish(topic, line.as_bytes().to_vec(), self.qos, false);
-        self.runtime.block_on(sent).map_err(std::io::Error::other)
+        match self.runtime.block_on(sent) {
+            Err(MqttError::Stopped) => Err(ErrorKind::Interrupted.into()),
+            sent => sent.map_err(std::io::Error::other),
+        }
     }
 
     fn close(&mut self) -> std::io::Result<()> {

@@ -7,7 +7,7 @@
 
 use super::Failure;
 use crate::config::Pipeline;
-use crate::config::test_case::{Expected, TestCase, recording};
+use crate::config::test_case::{Expected, TestCase, message, recording};
 use crate::event::decode::Envelope;
 use crate::event::time;
 use crate::runtime::{self, BoxFuture, Ingest, Io, Options, Plan, Shutdown};
@@ -210,12 +210,20 @@ impl Source for MemorySource {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || -> Result<(), SourceError> {
                 for (i, record) in self.records.iter().enumerate() {
-                    let bytes = record.to_string().into_bytes();
+                    // Decoded as a message with its topic, as the real
+                    // source decodes it, so `key: topic[N]` works here too.
+                    let (topic, payload) = message(record);
+                    let bytes = payload.to_string().into_bytes();
                     let position = i as u64 + 1;
-                    match ingest.decode_message(&bytes, &Envelope::at(position)) {
+                    let envelope = Envelope {
+                        topic,
+                        ..Envelope::at(position)
+                    };
+                    match ingest.decode_message(&bytes, &envelope) {
                         Ok(event) => ingest.route_blocking(event)?,
                         Err(error) => {
-                            let origin = serde_json::json!({"test_input": position});
+                            let origin =
+                                serde_json::json!({"test_input": position, "topic": topic});
                             ingest.reject_blocking(&error, origin, &bytes)?
                         }
                     }

@@ -5,6 +5,7 @@
 //! one run reports every problem of the file.
 
 use super::{Broken, ConfigError, Loc, Pipeline, Spanned, did_you_mean};
+use crate::event::decode::KeySpec;
 use crate::operators::{Emits, OperatorSpec};
 use std::collections::{BTreeSet, HashMap};
 
@@ -308,6 +309,13 @@ fn origins(p: &Pipeline, id: &str, field: &str, out: &mut BTreeSet<usize>) {
     }
 }
 
+/// The `key` of source `id` when it is a topic level (`topic[1]`).
+fn topic_key<'a>(p: &'a Pipeline, id: &str) -> Option<&'a str> {
+    let source = p.sources.iter().find(|s| s.id == id)?;
+    let key = source.common.key.as_ref()?;
+    matches!(KeySpec::parse(key), KeySpec::TopicLevel(_)).then_some(key.as_str())
+}
+
 fn check_tests(
     p: &Pipeline,
     ids: &HashMap<&str, usize>,
@@ -320,6 +328,18 @@ fn check_tests(
         for (source, events) in &case.inputs {
             if let Err(e) = super::test_case::recording(&events.value) {
                 let message = format!("test \"{}\": input \"{source}\": {e}", case.name.value);
+                errors.push(ConfigError::at(events.loc, message));
+            }
+            if let Some(key) = topic_key(p, source)
+                && let Some(records) = events.as_array()
+                && records
+                    .iter()
+                    .any(|r| super::test_case::message(r).0.is_none())
+            {
+                let message = format!(
+                    "test \"{}\": input \"{source}\": the source takes its key from the topic (`key: {key}`), so every record needs one: {{topic: TOPIC, payload: {{...}}}}",
+                    case.name.value
+                );
                 errors.push(ConfigError::at(events.loc, message));
             }
             if ids

@@ -292,6 +292,10 @@ impl Pipeline {
     /// relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Pipeline, Vec<ConfigError>> {
         let root = yaml::parse(text)?;
+        if let Some(kind) = root.get("kind").filter(|_| Pipeline::is_scenario(&root)) {
+            let message = "this is a simulator scenario (it has `kind:`), not a pipeline: `floe simulate` runs it";
+            return Err(vec![ConfigError::at(kind.loc, message)]);
+        }
         let mut errors = Vec::new();
         let Some(entries) = root.entries() else {
             return Err(vec![ConfigError::at(
@@ -351,6 +355,12 @@ impl Pipeline {
         } else {
             Err(errors)
         }
+    }
+
+    /// Whether a file's YAML is a simulator scenario rather than a
+    /// pipeline: it names a `kind` of fleet and has no `sources`.
+    pub fn is_scenario(root: &Node) -> bool {
+        root.get("kind").is_some() && root.get("sources").is_none()
     }
 
     /// Operator indices, each after the operators it reads from.

@@ -19,6 +19,10 @@
 //! write out (hours of readings for a detector that learns) takes a
 //! source's records from a JSON-lines file beside the pipeline:
 //! `inputs: {machines: {file: data/factory-sample.jsonl}}`.
+//!
+//! A record is a message's payload, or the message with its MQTT topic,
+//! for sources keyed by a topic level (`key: topic[1]`):
+//! `{topic: fleet/t1/telemetry, payload: {ts: "...", temperature_c: 3.0}}`.
 
 use super::Spanned;
 use crate::event::{AlertState, time};
@@ -58,6 +62,20 @@ impl<'de> Deserialize<'de> for Timestamp {
             .map(Timestamp)
             .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 time")))
     }
+}
+
+/// A test record as a message: its topic when it is written with one
+/// (an object of exactly `topic`, a string, and `payload`, an object), and
+/// its payload.
+pub fn message(record: &serde_json::Value) -> (Option<&str>, &serde_json::Value) {
+    if let Some(fields) = record.as_object()
+        && fields.len() == 2
+        && let (Some(topic), Some(payload)) = (fields.get("topic"), fields.get("payload"))
+        && let (Some(topic), true) = (topic.as_str(), payload.is_object())
+    {
+        return (Some(topic), payload);
+    }
+    (None, record)
 }
 
 /// The file a test input names, if it names one; an error if the input is

@@ -3,7 +3,10 @@
 //! rumqttc reconnects when its event loop is polled again after an error,
 //! but has no backoff of its own: polled in a loop, it would hammer a broker
 //! that is down. [`Link`] says how long to wait, logs each change of state
-//! once (not once per retry), and adds up the time spent disconnected.
+//! once (not once per retry), and adds up the time spent disconnected. A
+//! link may also give up on a broker it has never reached
+//! ([`Link::give_up_after`]): for `floe simulate`, which has nothing to do
+//! but publish, a broker that is not there is an error, not a wait.
 
 use super::{EventLoop, Incoming, MqttError, PollError};
 use crate::rng::Rng;
@@ -30,6 +33,9 @@ pub struct Link {
     connects: u64,
     /// Milliseconds spent disconnected before the current connection.
     down_ms: u64,
+    /// Give up when the first connection has failed for this long.
+    first_connect_limit: Option<Duration>,
+    created: Instant,
 }
 
 impl Link {
@@ -42,7 +48,16 @@ impl Link {
             rng: Rng::new(crate::event::time::now_ms() as u64 ^ u64::from(std::process::id())),
             connects: 0,
             down_ms: 0,
+            first_connect_limit: None,
+            created: Instant::now(),
         }
+    }
+
+    /// Makes [`next`](Self::next) fail once the broker has not been
+    /// reached for `limit` since the link was made; `None` waits for ever.
+    pub fn give_up_after(mut self, limit: Option<Duration>) -> Link {
+        self.first_connect_limit = limit;
+        self
     }
 
     pub fn connected(&mut self) {
@@ -129,7 +144,18 @@ impl Link {
                     });
                 }
                 Err(e) => {
-                    let wait = self.failed(&e);
+                    let mut wait = self.failed(&e);
+                    if let Some(limit) = self.first_connect_limit.filter(|_| self.connects == 0) {
+                        let tried = self.created.elapsed();
+                        if tried >= limit {
+                            return Err(MqttError::Unreachable {
+                                broker: self.broker.clone(),
+                                reason: e.to_string(),
+                                secs: tried.as_secs_f64(),
+                            });
+                        }
+                        wait = wait.min(limit - tried);
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = stop.requested() => {}

@@ -15,7 +15,7 @@ mod topic;
 
 pub use client::{Client, EventLoop, Incoming, Message, PollError};
 pub use link::Link;
-pub use publisher::Publisher;
+pub use publisher::{Patience, Publisher};
 pub use rumqttc::QoS;
 pub use topic::{Filters, TopicTemplate, check_filter};
 
@@ -150,6 +150,16 @@ pub enum MqttError {
     Refused { broker: String, reason: String },
     #[error("{broker}: the connection closed with {pending} messages unacknowledged")]
     Unacknowledged { broker: String, pending: u64 },
+    #[error("cannot connect to {broker}: {reason} (gave up after {secs:.0}s)")]
+    Unreachable {
+        broker: String,
+        reason: String,
+        secs: f64,
+    },
+    #[error("stopped before {broker} could be reached: {pending} messages not sent")]
+    NeverReached { broker: String, pending: u64 },
+    #[error("stopped while waiting for the broker")]
+    Stopped,
     #[error("the MQTT client stopped")]
     Closed,
 }

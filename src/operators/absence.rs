@@ -17,59 +17,41 @@
 //! the episode (with that reading's time, which may be older when a device
 //! sends a backlog after a gap).
 
-use super::alerting::{Rule, check_message, fields_and_message_reads};
-use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
+use super::alerting::{AlertingSpec, Rule};
+use super::{BuildContext, Emitter, FieldRef, Keyed, KeyedOperator, Operator};
 use crate::config::{ConfigError, Duration, Spanned};
-use crate::event::template::Template;
-use crate::event::{AlertState, Event, Key, Severity, Value, time};
+use crate::event::{AlertState, Event, Key, Value, time};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Silence that fires.
     timeout: Spanned<Duration>,
-    #[serde(default = "default_severity")]
-    severity: Severity,
-    message: Option<Spanned<Template>>,
 }
 
-fn default_severity() -> Severity {
-    Severity::Warning
-}
+impl AlertingSpec for Config {
+    const OWN_VARS: &'static [&'static str] = &["last_seen", "timeout"];
 
-/// Placeholders the absence fills in besides the built-ins.
-const OWN_VARS: &[&str] = &["last_seen", "timeout"];
-
-impl Config {
-    fn message(&self) -> Template {
-        let text = match &self.message {
-            Some(m) => return m.value.clone(),
-            None => "{key}: no data since {last_seen}",
-        };
-        Template::parse(text).expect("a literal template")
+    fn default_message(&self) -> String {
+        "{key}: no data since {last_seen}".into()
     }
-}
 
-impl OperatorSpec for Config {
     fn reads(&self) -> Vec<FieldRef> {
-        fields_and_message_reads(&[], self.message.as_ref(), OWN_VARS)
-    }
-
-    fn emits(&self) -> Emits {
-        Emits::Alerts
+        Vec::new()
     }
 
     fn check(&self) -> Vec<ConfigError> {
-        let mut problems = check_message(self.message.as_ref(), OWN_VARS);
+        let mut problems = Vec::new();
         if self.timeout.value.ms() <= 0 {
             problems.push(ConfigError::at(self.timeout.loc, "must be longer than 0"));
         }
         problems
     }
 
-    fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
+    fn build(&self, _: &mut BuildContext, rule: Rule) -> Box<dyn KeyedOperator> {
         Keyed::boxed(Absence {
-            rule: Rule::new(ctx, self.severity, &self.message(), OWN_VARS),
+            rule,
             timeout_ms: self.timeout.value.ms(),
         })
     }

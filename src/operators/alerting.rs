@@ -1,12 +1,154 @@
-//! What every alerting operator shares: turning a state change of a
-//! condition into an [`Alert`] with its message.
+//! What every alerting operator shares: the options that word and grade
+//! its alerts, and turning a state change of a condition into an
+//! [`Alert`] with its message.
+//!
+//! `severity`, `message` and `resolved_message` are split off an alerting
+//! operator's entry before its own options are read (as the MQTT
+//! connection keys are for the MQTT components), so they are declared,
+//! documented and checked here once for every such operator.
 
-use super::{BuildContext, FieldRef};
-use crate::config::{ConfigError, Loc, Spanned, closest};
+use super::{BuildContext, Emits, FieldRef, KeyedOperator, OperatorSpec};
+use crate::config::{ConfigError, Node, Spanned, closest, from_node};
 use crate::event::template::{BUILT_INS, Template};
 use crate::event::{Alert, AlertState, Event, FieldId, Severity, Value, time};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
 use std::sync::Arc;
+
+/// How an alerting operator's alerts are graded and worded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wording {
+    /// `info`, `warning` or `critical`.
+    #[serde(default)]
+    severity: Severity,
+    /// The firing alert's message: a template of `{key}`, `{value}`,
+    /// `{rule}`, `{severity}`, `{event_time}`, the operator's own
+    /// placeholders, or any field of the event (`{value:.1}` rounds).
+    /// Default: one the operator words from its options.
+    message: Option<Spanned<Template>>,
+    /// The resolved alert's message, with the same placeholders, filled
+    /// in from the reading that resolves the episode. Default: `message`.
+    resolved_message: Option<Spanned<Template>>,
+}
+
+/// The keys of [`Wording`].
+const WORDING_KEYS: &[&str] = &["severity", "message", "resolved_message"];
+
+/// An alerting operator's own options, without its [`Wording`].
+pub trait AlertingSpec: Debug + Send + Sync {
+    /// Placeholders the operator fills in besides the built-ins.
+    const OWN_VARS: &'static [&'static str];
+
+    /// The firing message when the pipeline gives none, as template text.
+    fn default_message(&self) -> String;
+
+    /// Fields the operator reads (its messages' fields are added to them).
+    fn reads(&self) -> Vec<FieldRef>;
+
+    fn emits(&self) -> Emits {
+        Emits::Alerts
+    }
+
+    fn check(&self) -> Vec<ConfigError> {
+        Vec::new()
+    }
+
+    /// Builds the running operator around `rule`.
+    fn build(&self, ctx: &mut BuildContext, rule: Rule) -> Box<dyn KeyedOperator>;
+}
+
+/// An alerting operator's entry: its own options and its wording.
+#[derive(Debug)]
+pub struct Alerting<C> {
+    own: C,
+    wording: Wording,
+}
+
+/// Parses an alerting operator's entry: the wording keys into a
+/// [`Wording`], the rest into `C`.
+pub fn spec<C: AlertingSpec + DeserializeOwned + 'static>(
+    node: &Node,
+) -> Result<Box<dyn OperatorSpec>, Vec<ConfigError>> {
+    let wording = from_node::<Wording>(&node.only(WORDING_KEYS));
+    // The operator's options do not know the wording keys, so their typos
+    // (`mesage`) get the hint here.
+    let own = from_node::<C>(&node.without(WORDING_KEYS)).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| e.hint_field(WORDING_KEYS))
+            .collect::<Vec<_>>()
+    });
+    match (own, wording) {
+        (Ok(own), Ok(wording)) => super::checked(Box::new(Alerting { own, wording })),
+        (own, wording) => Err(own
+            .err()
+            .into_iter()
+            .chain(wording.err())
+            .flatten()
+            .collect()),
+    }
+}
+
+impl<C: AlertingSpec> OperatorSpec for Alerting<C> {
+    fn reads(&self) -> Vec<FieldRef> {
+        let mut reads = self.own.reads();
+        for m in self.wording.templates() {
+            reads.extend(message_fields(&m.value, C::OWN_VARS).map(|name| FieldRef {
+                name: name.to_string(),
+                loc: m.loc,
+            }));
+        }
+        reads
+    }
+
+    fn emits(&self) -> Emits {
+        self.own.emits()
+    }
+
+    fn alerts(&self) -> bool {
+        true
+    }
+
+    fn check(&self) -> Vec<ConfigError> {
+        let mut problems = self.own.check();
+        for template in self.wording.templates() {
+            problems.extend(check_message(template, C::OWN_VARS));
+        }
+        problems
+    }
+
+    fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
+        let message = match &self.wording.message {
+            Some(m) => m.value.clone(),
+            // A field name with braces in it would not make a template.
+            None => Template::parse(&self.own.default_message())
+                .or_else(|_| Template::parse("{key}: {value}"))
+                .unwrap_or_else(|e| unreachable!("a literal template: {e}")),
+        };
+        let resolved = self.wording.resolved_message.as_ref();
+        let rule = Rule {
+            id: ctx.id.into(),
+            severity: self.wording.severity,
+            fields: std::iter::once(&message)
+                .chain(resolved.map(|r| &r.value))
+                .flat_map(|t| message_fields(t, C::OWN_VARS))
+                .map(|name| (name.to_string(), ctx.field(name)))
+                .collect(),
+            resolved: resolved.map(|r| r.value.clone()),
+            message,
+        };
+        self.own.build(ctx, rule)
+    }
+}
+
+impl Wording {
+    /// The templates the pipeline wrote.
+    fn templates(&self) -> impl Iterator<Item = &Spanned<Template>> {
+        self.message.iter().chain(&self.resolved_message)
+    }
+}
 
 /// An alerting operator's identity and wording, ready to make alerts.
 #[derive(Clone, Debug)]
@@ -14,29 +156,13 @@ pub struct Rule {
     id: Arc<str>,
     severity: Severity,
     message: Template,
-    /// Event fields the message names, resolved once at build time.
+    /// The resolved alert's message, when it is not `message`.
+    resolved: Option<Template>,
+    /// Event fields the messages name, resolved once at build time.
     fields: Arc<[(String, FieldId)]>,
 }
 
 impl Rule {
-    /// `own_vars` are the placeholders the operator fills in itself.
-    pub fn new(
-        ctx: &mut BuildContext,
-        severity: Severity,
-        message: &Template,
-        own_vars: &[&str],
-    ) -> Rule {
-        let fields = message_fields(message, own_vars)
-            .map(|name| (name.to_string(), ctx.field(name)))
-            .collect();
-        Rule {
-            id: ctx.id.into(),
-            severity,
-            message: message.clone(),
-            fields,
-        }
-    }
-
     /// An alert for `event`; `vars` fill the operator's own placeholders.
     pub fn alert(
         &self,
@@ -46,7 +172,11 @@ impl Rule {
         value: f64,
         vars: &[(&'static str, Value)],
     ) -> Alert {
-        let message = self.message.render(|name| match name {
+        let template = match (state, &self.resolved) {
+            (AlertState::Resolved, Some(resolved)) => resolved,
+            _ => &self.message,
+        };
+        let message = template.render(|name| match name {
             "key" => Some(Value::Str(event.key.clone())),
             "value" => Some(Value::Num(value)),
             "rule" => Some(Value::Str(self.id.as_ref().into())),
@@ -92,10 +222,7 @@ fn message_fields<'a>(
 /// like a built-in (`event_type`), only a near-certain typo is refused: one
 /// edit away, or a beginning; the rest are fields, and one never seen in
 /// the data is warned about at run time.
-pub fn check_message(message: Option<&Spanned<Template>>, own_vars: &[&str]) -> Vec<ConfigError> {
-    let Some(message) = message else {
-        return Vec::new();
-    };
+fn check_message(message: &Spanned<Template>, own_vars: &[&str]) -> Vec<ConfigError> {
     let known = || BUILT_INS.iter().chain(own_vars).copied();
     message_fields(&message.value, own_vars)
         .filter_map(|name| {
@@ -150,39 +277,42 @@ impl Episode {
     }
 }
 
-/// What an alerting operator reads: the fields it names, and the fields
-/// its message names.
-pub fn fields_and_message_reads(
-    fields: &[&Spanned<String>],
-    message: Option<&Spanned<Template>>,
-    own_vars: &[&str],
-) -> Vec<FieldRef> {
-    let mut reads: Vec<FieldRef> = fields
-        .iter()
-        .map(|f| FieldRef {
-            name: f.value.clone(),
-            loc: f.loc,
-        })
-        .collect();
-    if let Some(m) = message {
-        reads.extend(message_reads(&m.value, own_vars, m.loc));
-    }
-    reads
-}
-
-/// The fields a message reads, for validation.
-fn message_reads(message: &Template, own_vars: &[&str], loc: Loc) -> Vec<FieldRef> {
-    message_fields(message, own_vars)
-        .map(|name| FieldRef {
-            name: name.to_string(),
-            loc,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use crate::operators::test_support::Harness;
+    use super::super::test_support::Harness;
+
+    /// One set of options for each alerting operator.
+    const ALERTING: &[(&str, &str)] = &[
+        ("threshold", "field: temp\nabove: 4\n"),
+        ("forecast", "field: temp\nlimit: 4\nhorizon: 10m\n"),
+        ("absence", "timeout: 1m\n"),
+        ("anomaly", "field: temp\n"),
+        ("jump", "max_speed_kmh: 100\n"),
+    ];
+
+    #[test]
+    fn every_alerting_operator_takes_the_wording_options() {
+        let wording =
+            "severity: critical\nmessage: \"{key} bad\"\nresolved_message: \"{key} ok\"\n";
+        for (type_name, options) in ALERTING {
+            let built = Harness::try_new(type_name, &format!("{options}{wording}"));
+            assert!(built.is_ok(), "{type_name}: {:?}", built.err());
+        }
+    }
+
+    #[test]
+    fn typos_of_the_wording_options_get_a_hint() {
+        for (type_name, options) in ALERTING {
+            let typo = format!("{options}resolved_mesage: \"{{key}} ok\"\n");
+            let errors = Harness::try_new(type_name, &typo).err().unwrap_or_default();
+            let messages: Vec<_> = errors.iter().map(|e| e.message.as_str()).collect();
+            assert_eq!(
+                messages,
+                ["unknown field `resolved_mesage`, did you mean `resolved_message`?"],
+                "{type_name}"
+            );
+        }
+    }
 
     fn problems(type_name: &str, options: &str) -> Vec<String> {
         match Harness::try_new(type_name, options) {

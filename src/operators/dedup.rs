@@ -16,7 +16,6 @@
 //! duplicate is expected rather than bad input, so it is dropped without a
 //! dead letter, and counted in the key's state.
 
-use super::alerting::fields_and_message_reads;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
 use crate::config::{ConfigError, Duration, Spanned};
 use crate::event::{Event, FieldId, Value};
@@ -44,7 +43,7 @@ fn default_max_ids() -> Spanned<usize> {
 
 impl OperatorSpec for Config {
     fn reads(&self) -> Vec<FieldRef> {
-        fields_and_message_reads(&[&self.field], None, &[])
+        FieldRef::named(&[&self.field])
     }
 
     fn emits(&self) -> Emits {

@@ -1,4 +1,5 @@
-//! Conditions on event fields, as `filter` uses them.
+//! Conditions on event fields, as `filter` uses them, and numbers computed
+//! from them, as a `threshold`'s limits are (`setpoint_c + 2`).
 //!
 //! ```text
 //! kind == "reefer" && temperature_c > setpoint_c + 2
@@ -28,8 +29,8 @@
 //! unknown too.
 
 use super::BuildContext;
-use crate::config::did_you_mean;
-use crate::event::{Event, FieldId, Value};
+use crate::config::{ConfigError, Loc, Spanned, did_you_mean};
+use crate::event::{Event, FieldId, Key, Value};
 
 /// Deepest nesting of parentheses, `not` and unary `-` accepted. Parsing,
 /// binding and evaluation recurse once per level, so this bounds their
@@ -124,6 +125,37 @@ impl Expr {
         }
     }
 
+    /// Parses an expression written in a pipeline file; an error points
+    /// into it and starts with `what` (`bad condition: ...`).
+    pub fn parse_spanned(text: &Spanned<String>, what: &str) -> Result<Expr, ConfigError> {
+        Expr::parse(text).map_err(|e| {
+            // Positions point into the expression; for a quoted YAML string
+            // they land one column early, which is close enough to see.
+            let loc = Loc {
+                line: text.loc.line,
+                col: text.loc.col + e.offset as u32,
+            };
+            ConfigError::at(loc, format!("{what}: {}", e.message))
+        })
+    }
+
+    /// Parses a number written as a constant, a field or arithmetic over
+    /// fields; a condition or a string is an error.
+    pub fn parse_number(text: &Spanned<String>, what: &str) -> Result<Expr, ConfigError> {
+        match Expr::parse_spanned(text, what)? {
+            expr @ (Expr::Num(_) | Expr::Field { .. } | Expr::Arith { .. } | Expr::Neg(_)) => {
+                Ok(expr)
+            }
+            _ => Err(ConfigError::at(
+                text.loc,
+                format!(
+                    "{what}: `{}` is not a number, a field or arithmetic over fields (like `setpoint_c + 2`)",
+                    text.value
+                ),
+            )),
+        }
+    }
+
     /// Names of the fields the expression reads.
     pub fn fields(&self) -> Vec<&str> {
         let mut names = Vec::new();
@@ -181,6 +213,23 @@ impl Expr {
     /// Whether the condition holds for `event` (unknown counts as no).
     pub fn matches(&self, event: &Event) -> bool {
         self.eval(event) == Val::Bool(true)
+    }
+
+    /// The number the expression gives for `event`; `None` when it gives
+    /// none (a field is missing or not a number).
+    pub fn number(&self, event: &Event) -> Option<f64> {
+        match self.eval(event) {
+            Val::Num(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The number of an expression that reads no field (`4`, `-15`).
+    pub fn constant(&self) -> Option<f64> {
+        match self.fields().is_empty() {
+            true => self.number(&Event::new(Key::default(), 0)),
+            false => None,
+        }
     }
 
     fn eval<'a>(&'a self, event: &'a Event) -> Val<'a> {

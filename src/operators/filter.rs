@@ -11,7 +11,7 @@
 
 use super::expr::Expr;
 use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
-use crate::config::{ConfigError, Loc, Spanned};
+use crate::config::{ConfigError, Spanned};
 use crate::event::Event;
 use serde::Deserialize;
 
@@ -24,15 +24,7 @@ pub struct Config {
 
 impl Config {
     fn parse(&self) -> Result<Expr, ConfigError> {
-        Expr::parse(&self.condition).map_err(|e| {
-            // Positions point into the condition; for a quoted YAML string
-            // they land one column early, which is close enough to see.
-            let loc = Loc {
-                line: self.condition.loc.line,
-                col: self.condition.loc.col + e.offset as u32,
-            };
-            ConfigError::at(loc, format!("bad condition: {}", e.message))
-        })
+        Expr::parse_spanned(&self.condition, "bad condition")
     }
 }
 

@@ -31,11 +31,10 @@
 //! slowly blocking filter). Misses: sudden steps (a threshold's job), and
 //! drifts that only speed up late: Holt extrapolates a straight line.
 
-use super::alerting::{Rule, check_message, fields_and_message_reads};
-use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
+use super::alerting::{AlertingSpec, Rule};
+use super::{BuildContext, Emitter, FieldRef, Keyed, KeyedOperator, Operator};
 use crate::config::{ConfigError, Duration, Spanned};
-use crate::event::template::Template;
-use crate::event::{AlertState, Event, FieldId, Severity, Value, time};
+use crate::event::{AlertState, Event, FieldId, Value, time};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -58,9 +57,6 @@ pub struct Config {
     gap: Duration,
     #[serde(default, rename = "for")]
     hold: Duration,
-    #[serde(default = "default_severity")]
-    severity: Severity,
-    message: Option<Spanned<Template>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
@@ -87,39 +83,21 @@ fn default_warmup() -> Duration {
     Duration(180_000)
 }
 
-fn default_severity() -> Severity {
-    Severity::Warning
-}
-
-/// Placeholders the forecast fills in besides the built-ins.
-const OWN_VARS: &[&str] = &["limit", "predicted_breach", "eta_s"];
-
 /// How far a reading may pull the model, in typical residuals.
 const CLAMP: f64 = 4.0;
 
-impl Config {
-    fn message(&self) -> Template {
-        match &self.message {
-            Some(m) => m.value.clone(),
-            None => {
-                let text = format!(
-                    "{{key}} {} heading for {{limit}}, predicted at {{predicted_breach}}",
-                    self.field.value
-                );
-                Template::parse(&text)
-                    .unwrap_or_else(|_| Template::parse("{key}: {value}").expect("literal"))
-            }
-        }
-    }
-}
+impl AlertingSpec for Config {
+    const OWN_VARS: &'static [&'static str] = &["limit", "predicted_breach", "eta_s"];
 
-impl OperatorSpec for Config {
+    fn default_message(&self) -> String {
+        format!(
+            "{{key}} {} heading for {{limit}}, predicted at {{predicted_breach}}",
+            self.field.value
+        )
+    }
+
     fn reads(&self) -> Vec<FieldRef> {
-        fields_and_message_reads(&[&self.field], self.message.as_ref(), OWN_VARS)
-    }
-
-    fn emits(&self) -> Emits {
-        Emits::Alerts
+        FieldRef::named(&[&self.field])
     }
 
     fn check(&self) -> Vec<ConfigError> {
@@ -127,13 +105,12 @@ impl OperatorSpec for Config {
             .into_iter()
             .filter(|d| d.value.ms() <= 0)
             .map(|d| ConfigError::at(d.loc, "must be longer than 0"))
-            .chain(check_message(self.message.as_ref(), OWN_VARS))
             .collect()
     }
 
-    fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
+    fn build(&self, ctx: &mut BuildContext, rule: Rule) -> Box<dyn KeyedOperator> {
         Keyed::boxed(Forecast {
-            rule: Rule::new(ctx, self.severity, &self.message(), OWN_VARS),
+            rule,
             field: ctx.numeric_field(&self.field),
             limit: self.limit,
             sign: match self.direction {

@@ -18,11 +18,10 @@
 //! while it was silent is accepted once enough time has passed for the
 //! move to be possible at that speed.
 
-use super::alerting::{Rule, check_message, fields_and_message_reads};
-use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
+use super::alerting::{AlertingSpec, Rule};
+use super::{BuildContext, Emitter, FieldRef, Keyed, KeyedOperator, Operator};
 use crate::config::{ConfigError, Spanned};
-use crate::event::template::Template;
-use crate::event::{AlertState, Event, FieldId, Severity, Value};
+use crate::event::{AlertState, Event, FieldId, Value};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -36,11 +35,6 @@ pub struct Config {
     lon: Spanned<String>,
     /// The fastest the entity can travel: a faster move is a wrong position.
     max_speed_kmh: Spanned<f64>,
-    #[serde(default)]
-    severity: Severity,
-    /// Alert message; placeholders as in templates, plus `{distance_km}`
-    /// and `{speed_kmh}`.
-    message: Option<Spanned<Template>>,
 }
 
 fn default_lat() -> Spanned<String> {
@@ -51,35 +45,24 @@ fn default_lon() -> Spanned<String> {
     Spanned::unplaced("lon".into())
 }
 
-const OWN_VARS: &[&str] = &["distance_km", "speed_kmh"];
 const EARTH_RADIUS_KM: f64 = 6371.0;
 /// The shortest time two fixes are taken to be apart: two readings with
 /// the same timestamp are not an infinitely fast move.
 const MIN_DT_MS: f64 = 1000.0;
 
-impl Config {
-    fn message(&self) -> Template {
-        match &self.message {
-            Some(m) => m.value.clone(),
-            None => {
-                Template::parse("{key} position jumped {distance_km:.0} km ({speed_kmh:.0} km/h)")
-                    .expect("literal template")
-            }
-        }
-    }
-}
+impl AlertingSpec for Config {
+    const OWN_VARS: &'static [&'static str] = &["distance_km", "speed_kmh"];
 
-impl OperatorSpec for Config {
+    fn default_message(&self) -> String {
+        "{key} position jumped {distance_km:.0} km ({speed_kmh:.0} km/h)".into()
+    }
+
     fn reads(&self) -> Vec<FieldRef> {
-        fields_and_message_reads(&[&self.lat, &self.lon], self.message.as_ref(), OWN_VARS)
-    }
-
-    fn emits(&self) -> Emits {
-        Emits::Alerts
+        FieldRef::named(&[&self.lat, &self.lon])
     }
 
     fn check(&self) -> Vec<ConfigError> {
-        let mut problems = check_message(self.message.as_ref(), OWN_VARS);
+        let mut problems = Vec::new();
         // Written so that NaN (from `${VAR}`) is refused too.
         let above_zero = self.max_speed_kmh.value > 0.0;
         if !above_zero {
@@ -88,9 +71,9 @@ impl OperatorSpec for Config {
         problems
     }
 
-    fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
+    fn build(&self, ctx: &mut BuildContext, rule: Rule) -> Box<dyn KeyedOperator> {
         Keyed::boxed(Jump {
-            rule: Rule::new(ctx, self.severity, &self.message(), OWN_VARS),
+            rule,
             lat: ctx.numeric_field(&self.lat),
             lon: ctx.numeric_field(&self.lon),
             max_speed_kmh: self.max_speed_kmh.value,

@@ -23,7 +23,7 @@ pub mod rolling;
 pub mod threshold;
 pub mod window;
 
-use crate::config::{ConfigError, Loc, Node, Registry, from_node};
+use crate::config::{ConfigError, Loc, Node, Registry, Spanned, from_node};
 use crate::event::{Alert, Event, FieldId, Key, Schema};
 use crate::state::codec::{self, CodecError};
 use serde::Serialize;
@@ -35,13 +35,13 @@ pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
     section: "operator",
     built: &[
         ("filter", spec::<filter::Config>),
-        ("threshold", spec::<threshold::Config>),
+        ("threshold", alerting::spec::<threshold::Config>),
         ("window", spec::<window::Config>),
         ("rolling", spec::<rolling::Config>),
-        ("forecast", spec::<forecast::Config>),
-        ("absence", spec::<absence::Config>),
-        ("anomaly", spec::<anomaly::Config>),
-        ("jump", spec::<jump::Config>),
+        ("forecast", alerting::spec::<forecast::Config>),
+        ("absence", alerting::spec::<absence::Config>),
+        ("anomaly", alerting::spec::<anomaly::Config>),
+        ("jump", alerting::spec::<jump::Config>),
         ("dedup", spec::<dedup::Config>),
     ],
     planned: &[],
@@ -51,11 +51,15 @@ fn spec<C: OperatorSpec + DeserializeOwned + 'static>(
     node: &Node,
 ) -> Result<Box<dyn OperatorSpec>, Vec<ConfigError>> {
     let config: C = from_node(node)?;
-    let problems = config.check();
-    if !problems.is_empty() {
-        return Err(problems);
+    checked(Box::new(config))
+}
+
+/// A parsed spec, once it passes its own [`check`](OperatorSpec::check).
+fn checked(spec: Box<dyn OperatorSpec>) -> Result<Box<dyn OperatorSpec>, Vec<ConfigError>> {
+    match spec.check() {
+        problems if problems.is_empty() => Ok(spec),
+        problems => Err(problems),
     }
-    Ok(Box::new(config))
 }
 
 /// An operator's configuration, as deserialized from its pipeline entry.
@@ -87,6 +91,19 @@ pub trait OperatorSpec: Debug + Send + Sync {
 pub struct FieldRef {
     pub name: String,
     pub loc: Loc,
+}
+
+impl FieldRef {
+    /// The fields an operator names in its options.
+    pub fn named(fields: &[&Spanned<String>]) -> Vec<FieldRef> {
+        fields
+            .iter()
+            .map(|f| FieldRef {
+                name: f.value.clone(),
+                loc: f.loc,
+            })
+            .collect()
+    }
 }
 
 /// What an operator's output is.

@@ -16,12 +16,16 @@
 //! `for`, and one `resolved` alert when the value crosses back past the
 //! clear level. A reading that ends the excursion before `for` has passed
 //! (a spike) gives nothing.
+//!
+//! Levels may come from the data, for limits per asset: `above:
+//! setpoint_c + 2` is evaluated on each reading (see `expr.rs`), and a
+//! reading it cannot be evaluated on leaves the episode as it is.
 
-use super::alerting::{Episode, Rule, check_message, fields_and_message_reads};
-use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
+use super::alerting::{AlertingSpec, Episode, Rule};
+use super::expr::Expr;
+use super::{BuildContext, Emitter, FieldRef, Keyed, KeyedOperator, Operator};
 use crate::config::{ConfigError, Duration, Spanned};
-use crate::event::template::Template;
-use crate::event::{AlertState, Event, FieldId, Severity, Value};
+use crate::event::{AlertState, Event, FieldId, Value};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -29,69 +33,110 @@ use serde::Deserialize;
 pub struct Config {
     /// The numeric field to watch.
     field: Spanned<String>,
-    /// Fire when the value is above this limit.
-    above: Option<Spanned<f64>>,
-    /// Fire when the value is below this limit.
-    below: Option<Spanned<f64>>,
+    /// Fire when the value is above this limit: a number, a field, or
+    /// arithmetic over the event's fields (`setpoint_c + 2`).
+    above: Option<Spanned<String>>,
+    /// Fire when the value is below this limit, written as `above` is.
+    below: Option<Spanned<String>>,
     /// How long, in event time, the condition must hold before firing.
     #[serde(default, rename = "for")]
     hold: Duration,
-    /// With `above`: resolve only once the value is below this. Default: the limit.
-    clear_below: Option<Spanned<f64>>,
+    /// With `above`: resolve only once the value is below this (written
+    /// as the limit is). Default: the limit.
+    clear_below: Option<Spanned<String>>,
     /// With `below`: resolve only once the value is above this. Default: the limit.
-    clear_above: Option<Spanned<f64>>,
-    #[serde(default)]
-    severity: Severity,
-    /// Alert message; placeholders as in templates, plus `{limit}`.
-    message: Option<Spanned<Template>>,
+    clear_above: Option<Spanned<String>>,
 }
 
-/// Placeholders the threshold fills in besides the built-ins.
-const OWN_VARS: &[&str] = &["limit"];
+/// Which side of the limit fires.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Side {
+    Above,
+    Below,
+}
+
+impl Side {
+    /// Whether `a` is past `b` on this side: above it, or below it.
+    fn past(self, a: f64, b: f64) -> bool {
+        match self {
+            Side::Above => a > b,
+            Side::Below => a < b,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Side::Above => "above",
+            Side::Below => "below",
+        }
+    }
+}
+
+/// A limit as written, and its clear level with the option naming it.
+struct Levels<'a> {
+    side: Side,
+    limit: &'a Spanned<String>,
+    clear: Option<(&'static str, &'a Spanned<String>)>,
+}
 
 impl Config {
-    /// (limit, clear level, fires above?) once `check` has passed.
-    fn levels(&self) -> (f64, f64, bool) {
-        match (&self.above, &self.below) {
-            (Some(above), _) => (
-                above.value,
-                self.clear_below.as_ref().map_or(above.value, |c| c.value),
-                true,
-            ),
-            (None, Some(below)) => (
-                below.value,
-                self.clear_above.as_ref().map_or(below.value, |c| c.value),
-                false,
-            ),
-            (None, None) => (f64::NAN, f64::NAN, true),
-        }
-    }
-
-    fn message(&self) -> Template {
-        match &self.message {
-            Some(m) => m.value.clone(),
-            None => {
-                let (_, _, above) = self.levels();
-                let side = if above { "above" } else { "below" };
-                let text = format!(
-                    "{{key}} {} is {{value}}, {side} {{limit}}",
-                    self.field.value
-                );
-                Template::parse(&text).unwrap_or_else(|_| {
-                    Template::parse("{key}: {value}").expect("literal template")
-                })
-            }
-        }
+    /// The levels, once `check` has found one limit.
+    fn levels(&self) -> Option<Levels<'_>> {
+        let (side, limit, clear) = match (&self.above, &self.below) {
+            (Some(limit), _) => (Side::Above, limit, ("clear_below", &self.clear_below)),
+            (None, Some(limit)) => (Side::Below, limit, ("clear_above", &self.clear_above)),
+            (None, None) => return None,
+        };
+        let (name, clear) = clear;
+        Some(Levels {
+            side,
+            limit,
+            clear: clear.as_ref().map(|text| (name, text)),
+        })
     }
 }
 
-impl OperatorSpec for Config {
-    fn reads(&self) -> Vec<FieldRef> {
-        fields_and_message_reads(&[&self.field], self.message.as_ref(), OWN_VARS)
+impl Levels<'_> {
+    fn limit(&self) -> Result<Expr, ConfigError> {
+        Expr::parse_number(self.limit, &format!("bad `{}`", self.side.name()))
     }
 
-    fn emits(&self) -> Emits {
-        Emits::Alerts
+    fn clear(&self) -> Option<Result<Expr, ConfigError>> {
+        let (name, text) = self.clear?;
+        Some(Expr::parse_number(text, &format!("bad `{name}`")))
+    }
+}
+
+impl AlertingSpec for Config {
+    const OWN_VARS: &'static [&'static str] = &["limit"];
+
+    fn default_message(&self) -> String {
+        let side = self.levels().map_or(Side::Above, |l| l.side);
+        format!(
+            "{{key}} {} is {{value}}, {} {{limit}}",
+            self.field.value,
+            side.name()
+        )
+    }
+
+    fn reads(&self) -> Vec<FieldRef> {
+        let mut reads = FieldRef::named(&[&self.field]);
+        let levels = [
+            &self.above,
+            &self.below,
+            &self.clear_below,
+            &self.clear_above,
+        ];
+        for level in levels.into_iter().flatten() {
+            let Ok(expr) = Expr::parse(level) else {
+                continue;
+            };
+            reads.extend(expr.fields().into_iter().map(|name| FieldRef {
+                name: name.to_string(),
+                loc: level.loc,
+            }));
+        }
+        reads
     }
 
     fn check(&self) -> Vec<ConfigError> {
@@ -102,34 +147,53 @@ impl OperatorSpec for Config {
             (Some(_), Some(b)) => problem(b.loc, "give `above` or `below`, not both"),
             _ => {}
         }
-        match (&self.above, &self.clear_below) {
-            (Some(above), Some(clear)) if clear.value > above.value => problem(
-                clear.loc,
-                "`clear_below` must not be above the `above` limit",
-            ),
-            (None, Some(clear)) => problem(clear.loc, "`clear_below` goes with `above`"),
-            _ => {}
+        if let (None, Some(clear)) = (&self.above, &self.clear_below) {
+            problem(clear.loc, "`clear_below` goes with `above`");
         }
-        match (&self.below, &self.clear_above) {
-            (Some(below), Some(clear)) if clear.value < below.value => problem(
-                clear.loc,
-                "`clear_above` must not be below the `below` limit",
-            ),
-            (None, Some(clear)) => problem(clear.loc, "`clear_above` goes with `below`"),
-            _ => {}
+        if let (None, Some(clear)) = (&self.below, &self.clear_above) {
+            problem(clear.loc, "`clear_above` goes with `below`");
         }
-        problems.extend(check_message(self.message.as_ref(), OWN_VARS));
+        let Some(levels) = self.levels() else {
+            return problems;
+        };
+        let (limit, clear) = (levels.limit(), levels.clear());
+        // Levels from the data can only be compared when they are known;
+        // constant ones are compared here.
+        let constant = |level: Option<&Result<Expr, _>>| level?.as_ref().ok()?.constant();
+        if let (Some(limit), Some(clear), Some((name, text))) = (
+            constant(Some(&limit)),
+            constant(clear.as_ref()),
+            levels.clear,
+        ) && levels.side.past(clear, limit)
+        {
+            let side = levels.side.name();
+            problem(
+                text.loc,
+                &format!("`{name}` must not be {side} the `{side}` limit"),
+            );
+        }
+        problems.extend(limit.err());
+        problems.extend(clear.and_then(Result::err));
         problems
     }
 
-    fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
-        let (limit, clear, above) = self.levels();
+    fn build(&self, ctx: &mut BuildContext, rule: Rule) -> Box<dyn KeyedOperator> {
+        // `check` has passed: there is a limit, and every level parses.
+        let levels = self.levels();
+        let limit = levels.as_ref().map(Levels::limit);
+        let clear = levels.as_ref().and_then(Levels::clear);
+        let field = ctx.numeric_field(&self.field);
+        let mut bound = |level: Result<Expr, ConfigError>| {
+            let mut expr = level.unwrap_or(Expr::Num(f64::NAN));
+            expr.bind(ctx);
+            expr
+        };
         Keyed::boxed(Threshold {
-            rule: Rule::new(ctx, self.severity, &self.message(), OWN_VARS),
-            field: ctx.numeric_field(&self.field),
-            limit,
-            clear,
-            above,
+            rule,
+            field,
+            side: levels.map_or(Side::Above, |l| l.side),
+            limit: limit.map_or(Expr::Num(f64::NAN), &mut bound),
+            clear: clear.map(bound),
             hold_ms: self.hold.ms(),
         })
     }
@@ -139,32 +203,42 @@ impl OperatorSpec for Config {
 pub struct Threshold {
     rule: Rule,
     field: FieldId,
-    limit: f64,
-    clear: f64,
-    above: bool,
+    side: Side,
+    /// Evaluated on each event: a constant, or per asset from its fields.
+    limit: Expr,
+    /// The clear level; `None` when it is the limit.
+    clear: Option<Expr>,
     hold_ms: i64,
 }
 
 impl Threshold {
-    fn breached(&self, v: f64) -> bool {
-        if self.above {
-            v > self.limit
-        } else {
-            v < self.limit
+    /// (limit, clear level) for `event`; `None` when the event does not
+    /// give them (a field they read is missing).
+    fn levels(&self, event: &Event) -> Option<(f64, f64)> {
+        let limit = self.limit.number(event)?;
+        let clear = match &self.clear {
+            Some(clear) => clear.number(event)?,
+            None => limit,
+        };
+        // A clear level past the limit would resolve the reading that
+        // fires it; from the data it can be, so it is held at the limit.
+        match self.side.past(clear, limit) {
+            true => Some((limit, limit)),
+            false => Some((limit, clear)),
         }
     }
 
-    fn cleared(&self, v: f64) -> bool {
-        if self.above {
-            v < self.clear
-        } else {
-            v > self.clear
-        }
-    }
-
-    fn emit(&self, state: AlertState, event: &Event, since: i64, value: f64, out: &mut Emitter) {
-        let vars = [("limit", Value::Num(self.limit))];
-        out.alert(self.rule.alert(state, event, since, value, &vars));
+    fn emit(
+        &self,
+        state: AlertState,
+        event: &Event,
+        since: i64,
+        v: f64,
+        limit: f64,
+        out: &mut Emitter,
+    ) {
+        let vars = [("limit", Value::Num(limit))];
+        out.alert(self.rule.alert(state, event, since, v, &vars));
     }
 }
 
@@ -175,13 +249,17 @@ impl Operator for Threshold {
         let Some(v) = event.num(self.field) else {
             return;
         };
-        let (breached, cleared) = (self.breached(v), self.cleared(v));
+        // Without its limit a reading cannot be judged: like a reading
+        // without the field, it leaves the episode where it is.
+        let Some((limit, clear)) = self.levels(event) else {
+            return;
+        };
         *state = state.step(
             event.time,
-            breached,
-            cleared,
+            self.side.past(v, limit),
+            self.side.past(clear, v),
             self.hold_ms,
-            |alert, since| self.emit(alert, event, since, v, out),
+            |alert, since| self.emit(alert, event, since, v, limit, out),
         );
     }
 }
@@ -190,6 +268,7 @@ impl Operator for Threshold {
 mod tests {
     use super::super::test_support::{Harness, MINUTE};
     use crate::event::AlertState::{Firing, Resolved};
+    use crate::event::Value;
 
     const CONFIG: &str = "field: temp\nabove: 4.0\nfor: 2m\nclear_below: 3.5\n";
 
@@ -255,12 +334,126 @@ mod tests {
     }
 
     #[test]
+    fn resolved_alerts_take_the_resolved_message_or_else_the_firing_one() {
+        let message = "message: \"{key} at {value} C (limit {limit} C)\"\n";
+        let resolved = "resolved_message: \"{key} back to {value} C ({door})\"\n";
+        let mut h = Harness::new(
+            "threshold",
+            &format!("field: temp\nabove: 4\n{message}{resolved}"),
+        );
+        let fired = h.feed("a", 0, &[("temp", 5.0), ("door", 1.0)]);
+        let cleared = h.feed("a", MINUTE, &[("temp", 3.5), ("door", 0.0)]);
+        assert_eq!(fired[0].message, "a at 5 C (limit 4 C)");
+        assert_eq!(
+            (cleared[0].state, cleared[0].message.as_str()),
+            (Resolved, "a back to 3.5 C (0)")
+        );
+        let mut h = Harness::new("threshold", &format!("field: temp\nabove: 4\n{message}"));
+        h.feed("a", 0, &[("temp", 5.0)]);
+        let cleared = h.feed("a", MINUTE, &[("temp", 3.5)]);
+        assert_eq!(cleared[0].message, "a at 3.5 C (limit 4 C)");
+    }
+
+    /// Per-asset limits: each truck's limit is 2 C over its own setpoint.
+    #[test]
+    fn limits_from_the_data_are_per_key_and_the_alert_carries_the_evaluated_one() {
+        let config = "field: temp\nabove: setpoint + 2\nclear_below: setpoint + 1.5\n";
+        let mut h = Harness::new("threshold", config);
+        let reading = |h: &mut Harness, key, t, temp, setpoint| {
+            let alerts = h.feed(key, t * MINUTE, &[("temp", temp), ("setpoint", setpoint)]);
+            let seen = alerts.iter().map(|a| (a.state, a.details.clone()));
+            seen.collect::<Vec<_>>()
+        };
+        let limit = |v| vec![("limit", Value::Num(v))];
+        assert_eq!(
+            reading(&mut h, "chilled", 0, 4.5, 2.0),
+            [(Firing, limit(4.0))]
+        );
+        assert!(reading(&mut h, "frozen", 0, 3.0, -18.0).len() == 1);
+        assert!(reading(&mut h, "deep", 0, -15.5, -18.0).len() == 1);
+        assert!(reading(&mut h, "chilled", 1, 3.6, 2.0).is_empty());
+        assert_eq!(
+            reading(&mut h, "chilled", 2, 3.4, 2.0),
+            [(Resolved, limit(4.0))]
+        );
+        assert!(reading(&mut h, "deep", 1, -16.4, -18.0).is_empty());
+        assert_eq!(
+            reading(&mut h, "deep", 2, -16.6, -18.0),
+            [(Resolved, limit(-16.0))]
+        );
+    }
+
+    #[test]
+    fn a_reading_without_its_limit_leaves_the_episode_as_it_is() {
+        let mut h = Harness::new("threshold", "field: temp\nabove: max_temp\nfor: 2m\n");
+        assert!(
+            h.feed("t1", 0, &[("temp", 5.0), ("max_temp", 4.0)])
+                .is_empty()
+        );
+        // Still pending since 0: the next reading with a limit decides.
+        assert!(h.feed("t1", MINUTE, &[("temp", 3.0)]).is_empty());
+        let fired = h.feed("t1", 2 * MINUTE, &[("temp", 5.0), ("max_temp", 4.0)]);
+        assert_eq!((fired[0].state, fired[0].episode_start), (Firing, 0));
+        // Firing: a reading without a limit does not resolve.
+        assert!(h.feed("t1", 3 * MINUTE, &[("temp", 1.0)]).is_empty());
+        let resolved = h.feed("t1", 4 * MINUTE, &[("temp", 1.0), ("max_temp", 4.0)]);
+        assert_eq!(resolved[0].state, Resolved);
+    }
+
+    #[test]
+    fn a_clear_level_from_the_data_past_the_limit_is_held_at_the_limit() {
+        let mut h = Harness::new("threshold", "field: temp\nabove: hi\nclear_below: lo\n");
+        let levels = [("hi", 4.0), ("lo", 6.0)];
+        let at = |temp| [("temp", temp), levels[0], levels[1]];
+        assert_eq!(h.feed("t1", 0, &at(5.0))[0].state, Firing);
+        assert!(h.feed("t1", MINUTE, &at(4.5)).is_empty());
+        assert_eq!(h.feed("t1", 2 * MINUTE, &at(3.9))[0].state, Resolved);
+    }
+
+    #[test]
+    fn limits_are_numbers_fields_or_arithmetic_and_errors_point_into_them() {
+        for good in [
+            "above: -15",
+            "below: limit_c",
+            "above: \"(a + b) / 2\"",
+            "above: -x",
+        ] {
+            assert!(
+                Harness::try_new("threshold", &format!("field: t\n{good}\n")).is_ok(),
+                "{good}"
+            );
+        }
+        let error = |options: &str| {
+            let mut errors = Harness::try_new("threshold", options)
+                .err()
+                .unwrap_or_default();
+            let e = errors.remove(0);
+            (e.loc.map(|l| (l.line, l.col)), e.message)
+        };
+        assert_eq!(
+            error("field: t\nabove: setpoint_c +\n"),
+            (
+                Some((2, 20)),
+                "bad `above`: expected a value, found the end".into()
+            )
+        );
+        assert_eq!(
+            error("field: t\nabove: 4\nclear_below: setpoint_c > 2\n"),
+            (
+                Some((3, 14)),
+                "bad `clear_below`: `setpoint_c > 2` is not a number, a field or arithmetic over fields (like `setpoint_c + 2`)".into()
+            )
+        );
+    }
+
+    #[test]
     fn rejects_inconsistent_levels() {
         for bad in [
             "field: t\n",
             "field: t\nabove: 1\nbelow: 0\n",
             "field: t\nabove: 4\nclear_below: 5\n",
             "field: t\nbelow: 4\nclear_below: 3\n",
+            "field: t\nbelow: -15\nclear_above: -16\n",
         ] {
             assert!(Harness::try_new("threshold", bad).is_err(), "{bad}");
         }

@@ -223,6 +223,11 @@ impl Scenario {
         scenario.build(0).map(|_| scenario)
     }
 
+    /// The model's kind: `trucks` or `factory`.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
     /// The model, seeded.
     pub fn build(&self, seed: u64) -> Result<Box<dyn Model>, Vec<ConfigError>> {
         Ok(match self.kind.as_str() {

@@ -33,6 +33,17 @@ fn yes() -> bool {
     true
 }
 
+impl Config {
+    /// The sink for `--sink NAME=file:PATH`: PATH from the working
+    /// directory, appended to.
+    pub fn for_path(path: &std::path::Path) -> Config {
+        let path = std::env::current_dir()
+            .map(|dir| dir.join(path))
+            .unwrap_or_else(|_| path.to_path_buf());
+        Config { path, append: true }
+    }
+}
+
 impl SinkSpec for Config {
     fn open(&self, ctx: &Context) -> Result<Box<dyn Sink>, SinkError> {
         let path = ctx.base.join(&self.path);

@@ -34,6 +34,28 @@ pub struct Config {
     options: BTreeMap<String, String>,
 }
 
+impl Config {
+    /// The sink for `--sink NAME=kafka://HOST:PORT/TOPIC[?PROPERTY=VALUE]`,
+    /// where each parameter is a librdkafka producer property.
+    pub fn from_uri(uri: crate::kafka::Uri) -> Result<Config, String> {
+        let mut options = BTreeMap::new();
+        for (name, value) in uri.params {
+            // librdkafka's properties all have a dot.
+            if !name.contains('.') {
+                return Err(format!(
+                    "unknown parameter `{name}`: expected a librdkafka property"
+                ));
+            }
+            options.insert(name, value);
+        }
+        Ok(Config {
+            brokers: uri.connection.brokers,
+            topic: uri.topic,
+            options,
+        })
+    }
+}
+
 impl SinkSpec for Config {
     fn open(&self, _ctx: &Context) -> Result<Box<dyn Sink>, SinkError> {
         let connection = Connection {

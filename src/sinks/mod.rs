@@ -17,6 +17,7 @@ use crate::runtime::BoxFuture;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -36,6 +37,49 @@ fn spec<C: SinkSpec + DeserializeOwned + 'static>(
     node: &Node,
 ) -> Result<Box<dyn SinkSpec>, Vec<ConfigError>> {
     Ok(Box::new(from_node::<C>(node)?))
+}
+
+/// Where `floe simulate --to` and `floe run --sink` write: one URI syntax
+/// for both, each command opening it its own way.
+#[derive(Debug)]
+pub enum Destination {
+    /// `stdout` (or `-`).
+    Stdout,
+    /// `file:PATH`, JSON lines; PATH from the working directory.
+    File(PathBuf),
+    /// `mqtt://HOST:PORT[/TOPIC][?qos=N&client_id=ID&version=5]`.
+    Mqtt(crate::mqtt::Uri),
+    /// `kafka://HOST:PORT[,HOST:PORT]/TOPIC[?PARAMETERS]`.
+    Kafka(crate::kafka::Uri),
+}
+
+impl Destination {
+    pub fn parse(uri: &str) -> Result<Destination, String> {
+        if uri == "stdout" || uri == "-" {
+            Ok(Destination::Stdout)
+        } else if let Some(path) = uri.strip_prefix("file:") {
+            Ok(Destination::File(PathBuf::from(path)))
+        } else if uri.starts_with("mqtt://") || uri.starts_with("mqtts://") {
+            Ok(Destination::Mqtt(crate::mqtt::Uri::parse(uri)?))
+        } else if uri.starts_with("kafka://") {
+            Ok(Destination::Kafka(crate::kafka::Uri::parse(uri)?))
+        } else {
+            Err(
+                "expected stdout, file:PATH, mqtt://HOST:PORT/TOPIC or kafka://HOST:PORT/TOPIC"
+                    .into(),
+            )
+        }
+    }
+
+    /// The sink that writes here, as a pipeline's sinks do.
+    pub fn sink(self) -> Result<Box<dyn SinkSpec>, String> {
+        Ok(match self {
+            Destination::Stdout => Box::new(stdout::Config {}),
+            Destination::File(path) => Box::new(file::Config::for_path(&path)),
+            Destination::Mqtt(uri) => Box::new(mqtt::Config::from_uri(uri)?),
+            Destination::Kafka(uri) => Box::new(kafka::Config::from_uri(uri)?),
+        })
+    }
 }
 
 /// One output, rendered once and shared by every sink that takes it.

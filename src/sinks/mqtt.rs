@@ -18,7 +18,7 @@
 
 use super::{Batch, Sink, SinkError, SinkSpec};
 use crate::config::{ConfigError, Context, Node};
-use crate::mqtt::{self, Connection, Publisher, QoS, Qos, TopicTemplate};
+use crate::mqtt::{self, Connection, Patience, Publisher, QoS, Qos, TopicTemplate};
 use crate::runtime::BoxFuture;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -67,6 +67,21 @@ impl<'de> Deserialize<'de> for AlertTopic {
 }
 
 impl Config {
+    /// The sink for `--sink NAME=mqtt://HOST:PORT[/TOPIC][?qos=N]`; the
+    /// topic is a template as in a pipeline file.
+    pub fn from_uri(uri: mqtt::Uri) -> Result<Config, String> {
+        let topic = match uri.topic {
+            Some(text) => TopicTemplate::parse(&text, TOPIC_VARS)?,
+            None => AlertTopic::default().0,
+        };
+        Ok(Config {
+            connection: uri.connection,
+            topic,
+            qos: uri.qos.unwrap_or(QoS::AtLeastOnce),
+            retain: false,
+        })
+    }
+
     /// Parses the sink's entry in a pipeline file.
     pub fn parse(node: &Node) -> Result<Box<dyn SinkSpec>, Vec<ConfigError>> {
         let (connection, options) = mqtt::split::<Options>(node)?;
@@ -83,7 +98,8 @@ impl SinkSpec for Config {
     fn open(&self, ctx: &Context) -> Result<Box<dyn Sink>, SinkError> {
         let id = self.connection.client_id(&ctx.default_client_id());
         let what = format!("sink \"{}\"", ctx.id);
-        let publisher = Publisher::start(&self.connection, id, ctx.base, what)?;
+        let publisher =
+            Publisher::start(&self.connection, id, ctx.base, what, Patience::default())?;
         Ok(Box::new(MqttSink {
             publisher,
             topic: self.topic.clone(),

@@ -34,11 +34,10 @@ mod likelihood;
 mod line;
 mod normal;
 
-use super::alerting::{Episode, Rule, check_message, fields_and_message_reads};
-use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator, OperatorSpec};
+use super::alerting::{AlertingSpec, Episode, Rule};
+use super::{BuildContext, Emits, Emitter, FieldRef, Keyed, KeyedOperator, Operator};
 use crate::config::{ConfigError, Duration, Spanned};
-use crate::event::template::Template;
-use crate::event::{Event, FieldId, Severity, Value};
+use crate::event::{Event, FieldId, Value};
 use compact_str::CompactString;
 use normal::{Judged, Normal};
 use serde::{Deserialize, Serialize};
@@ -93,9 +92,6 @@ pub struct Config {
     direction: Direction,
     #[serde(default = "default_score_field")]
     score_field: String,
-    #[serde(default = "default_severity")]
-    severity: Severity,
-    message: Option<Spanned<Template>>,
 }
 
 /// How a reading is scored against the normal.
@@ -165,12 +161,6 @@ fn default_score_field() -> String {
     "score".into()
 }
 
-fn default_severity() -> Severity {
-    Severity::Warning
-}
-
-/// Placeholders the anomaly fills in besides the built-ins.
-const OWN_VARS: &[&str] = &["score", "expected"];
 /// Regimes kept per key; readings of further regimes are not scored.
 const MAX_REGIMES: usize = 16;
 /// Weight of a reading in the explaining field's level now.
@@ -183,22 +173,6 @@ const QUARTER_HOUR: i64 = 900_000;
 const MAX_BINS: usize = 1440;
 
 impl Config {
-    fn message(&self) -> Template {
-        if let Some(m) = &self.message {
-            return m.value.clone();
-        }
-        let score = match self.likelihood {
-            true => "likelihood {score:.5}",
-            false => "score {score:.1}",
-        };
-        let text = format!(
-            "{{key}} {} is anomalous ({score}, expected {{expected:.2}})",
-            self.field.value
-        );
-        Template::parse(&text)
-            .unwrap_or_else(|_| Template::parse("{key}: {value}").expect("literal"))
-    }
-
     fn threshold(&self) -> f64 {
         let default = match self.likelihood {
             true => LIKELY,
@@ -234,11 +208,20 @@ impl Config {
     }
 }
 
-impl OperatorSpec for Config {
+impl AlertingSpec for Config {
+    const OWN_VARS: &'static [&'static str] = &["score", "expected"];
+
+    fn default_message(&self) -> String {
+        format!(
+            "{{key}} {} is anomalous (score {{score:.1}}, expected {{expected:.2}})",
+            self.field.value
+        )
+    }
+
     fn reads(&self) -> Vec<FieldRef> {
         let named = [Some(&self.field), self.explain.as_ref(), self.by.as_ref()];
         let fields: Vec<_> = named.into_iter().flatten().collect();
-        fields_and_message_reads(&fields, self.message.as_ref(), OWN_VARS)
+        FieldRef::named(&fields)
     }
 
     fn emits(&self) -> Emits {
@@ -246,10 +229,6 @@ impl OperatorSpec for Config {
             keeps_input: true,
             adds: vec![self.score_field.clone()],
         }
-    }
-
-    fn alerts(&self) -> bool {
-        true
     }
 
     fn check(&self) -> Vec<ConfigError> {
@@ -295,11 +274,10 @@ impl OperatorSpec for Config {
             }
             _ => {}
         }
-        problems.extend(check_message(self.message.as_ref(), OWN_VARS));
         problems
     }
 
-    fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator> {
+    fn build(&self, ctx: &mut BuildContext, rule: Rule) -> Box<dyn KeyedOperator> {
         let threshold = self.threshold();
         // The normal learns, and adopts changes, by the method's own
         // scale, whatever the alert is judged on.
@@ -311,7 +289,7 @@ impl OperatorSpec for Config {
             false => (threshold, self.clear()),
         };
         Keyed::boxed(Anomaly {
-            rule: Rule::new(ctx, self.severity, &self.message(), OWN_VARS),
+            rule,
             field: ctx.numeric_field(&self.field),
             explain: self.explain.as_ref().map(|f| ctx.numeric_field(f)),
             by: self.by.as_ref().map(|f| ctx.field(f)),
