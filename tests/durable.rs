@@ -582,6 +582,8 @@ fn a_state_dir_of_another_pipeline_or_in_use_is_refused_with_exit_1() {
     let paced = two_rules(35.0).replace("path: in.jsonl", "path: slow.jsonl, speed: 60");
     write(dir.path(), "paced.yaml", paced);
     let first = Floe::run(dir.path(), "paced.log", &["run", "paced.yaml"]);
+    // It holds the lock once it has restored the first run's checkpoint.
+    first.wait_for_log("restored checkpoint");
     let locked = wait_for(Duration::from_secs(10), || {
         let out = support::run_in(dir.path(), &["run", "p.yaml"]);
         out.status.code() == Some(1) && support::stderr(&out).contains("in use by another floe")
