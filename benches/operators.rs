@@ -132,6 +132,28 @@ fn detection(c: &mut Criterion) {
             "odd: {type: anomaly, inputs: [trucks], field: temperature_c, warmup: 5m}",
         ),
         (
+            "anomaly_ewma_10k_keys",
+            "odd: {type: anomaly, inputs: [trucks], field: temperature_c, method: ewma, warmup: 5m}",
+        ),
+        (
+            "anomaly_mad_10k_keys",
+            "odd: {type: anomaly, inputs: [trucks], field: temperature_c, method: mad, warmup: 5m}",
+        ),
+        (
+            "anomaly_cusum_10k_keys",
+            "odd: {type: anomaly, inputs: [trucks], field: temperature_c, method: cusum, warmup: 5m}",
+        ),
+        (
+            "anomaly_zscore_likelihood_10k_keys",
+            "odd: {type: anomaly, inputs: [trucks], field: temperature_c, likelihood: true, warmup: 5m}",
+        ),
+        // Three 5-minute cycles in the 17 minutes of readings: the first is
+        // the warm-up.
+        (
+            "anomaly_zscore_cycle_10k_keys",
+            "odd: {type: anomaly, inputs: [trucks], field: temperature_c, cycle: 5m, cycle_bins: 10, warmup: 5m}",
+        ),
+        (
             "anomaly_ewma_explain_10k_keys",
             "odd: {type: anomaly, inputs: [trucks], field: temperature_c, method: ewma, explain: load, warmup: 5m}",
         ),
