@@ -109,6 +109,11 @@ impl Publisher {
             false => false,
         };
         if !queued {
+            // A stop ends the event loop too; whichever the select saw
+            // first, the caller asked for this.
+            if self.stop.as_ref().is_some_and(Shutdown::is_requested) {
+                return Err(MqttError::Stopped);
+            }
             return Err(self.join().await.err().unwrap_or(MqttError::Closed));
         }
         if qos != QoS::AtMostOnce {
