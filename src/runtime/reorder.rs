@@ -26,8 +26,9 @@ pub struct Reorder {
     /// past them, sorted by time (ties in arrival order).
     held: VecDeque<Event>,
     /// In a replay, an event far ahead of the clock, held until the key's
-    /// next event says whether it was a wrong clock.
-    suspect: Option<Event>,
+    /// next event says whether it was a wrong clock. Boxed: it is rare,
+    /// and every key's clock is touched on every event, so it stays small.
+    suspect: Option<Box<Event>>,
     /// Events before this time are late: the key's held events up to it
     /// were processed when the key went quiet.
     floor: Option<i64>,
@@ -127,11 +128,11 @@ impl Reorder {
     }
 
     pub fn hold_suspect(&mut self, event: Event) {
-        self.suspect = Some(event);
+        self.suspect = Some(Box::new(event));
     }
 
     pub fn take_suspect(&mut self) -> Option<Event> {
-        self.suspect.take()
+        self.suspect.take().map(|e| *e)
     }
 
     pub fn has_suspect(&self) -> bool {
@@ -152,7 +153,7 @@ impl Reorder {
         Saved {
             latest: self.latest,
             held: self.held.iter().map(save).collect(),
-            suspect: self.suspect.as_ref().map(save),
+            suspect: self.suspect.as_deref().map(save),
             floor: self.floor,
         }
     }
@@ -177,7 +178,7 @@ impl Reorder {
         Reorder {
             latest: saved.latest,
             held: saved.held.into_iter().map(restore).collect(),
-            suspect: saved.suspect.map(restore),
+            suspect: saved.suspect.map(restore).map(Box::new),
             floor: saved.floor,
             arrived: None,
         }

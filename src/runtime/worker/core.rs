@@ -322,7 +322,7 @@ impl Core {
                 return;
             }
         };
-        if flow.live {
+        if flow.live || !self.suspicious(flow, source, slot, event.time) {
             self.admit(flow, source, slot, event);
             return;
         }
@@ -337,6 +337,15 @@ impl Core {
                 self.keys.touch(slot, heard, source as u16);
             }
         }
+    }
+
+    /// Whether a replayed event needs [`screen`](Self::screen): it is far
+    /// ahead of its key's clock, or the key holds a suspect. Asked first so
+    /// that nearly every event goes straight on, without being moved.
+    fn suspicious(&self, flow: &Dataflow, source: usize, slot: usize, time: i64) -> bool {
+        let clock = &self.clocks[source][slot];
+        let reference = clock.latest().unwrap_or(self.clock);
+        clock.has_suspect() || Self::ahead(flow, source, reference, time).is_some()
     }
 
     /// A replay has no wall clock to judge a timestamp by. An event far
