@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod http;
 pub mod kafka;
 pub mod mqtt;
 pub mod operators;

@@ -90,7 +90,7 @@ sinks:
             io,
             Options {
                 workers: 2,
-                state: None,
+                ..Options::default()
             },
             Shutdown::default(),
         ))
@@ -183,7 +183,7 @@ sinks:
         io,
         Options {
             workers: 2,
-            state: None,
+            ..Options::default()
         },
         Shutdown::default(),
     );

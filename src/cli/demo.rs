@@ -9,7 +9,7 @@ use super::Failure;
 use crate::config::{Duration, Pipeline};
 use crate::pace::Pace;
 use crate::runtime::BoxFuture;
-use crate::runtime::{self, Io, Options, Plan, Shutdown, Snapshot};
+use crate::runtime::{self, Io, Options, Plan, Shutdown, Snapshot, Telemetry};
 use crate::sim::Scenario;
 use crate::sim::run::Limit;
 use crate::sinks::{Batch, Sink, SinkError};
@@ -17,6 +17,7 @@ use crate::sources::Source;
 use crate::sources::sim::SimSource;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 #[derive(clap::Args)]
@@ -38,6 +39,9 @@ pub struct Args {
     /// Seed of the simulation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    // Default: 127.0.0.1:8080, or any free port if that one is taken.
+    #[command(flatten)]
+    http: super::serve::HttpArgs,
 }
 
 /// (pipeline path, pipeline, scenario path, scenario) of each demo pipeline.
@@ -100,6 +104,9 @@ pub fn demo(args: Args) -> Result<(), Failure> {
                 stop.request();
             });
         }
+        let telemetry = Arc::new(Telemetry::with_board());
+        let server = args.http.start_demo(telemetry.clone()).await?;
+        eprintln!("floe demo: dashboard at http://{}/", server.addr);
         let mut tasks = Vec::new();
         for (pipeline, scenario) in &runs {
             let mut plan = Plan::new(pipeline);
@@ -130,6 +137,7 @@ pub fn demo(args: Args) -> Result<(), Failure> {
             let options = Options {
                 workers: 1,
                 state: None,
+                telemetry: telemetry.clone(),
             };
             let shutdown = shutdown.clone();
             let name = pipeline.name.clone();

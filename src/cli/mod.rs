@@ -6,6 +6,7 @@
 mod demo;
 mod eval;
 mod run;
+mod serve;
 mod simulate;
 mod test;
 mod validate;

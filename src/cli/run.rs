@@ -35,6 +35,8 @@ pub struct Args {
     /// pipeline's `state: {dir}`.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    http: super::serve::HttpArgs,
 }
 
 /// Keys are spread over the workers: with none, nothing would run them.
@@ -63,17 +65,21 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let options = Options {
         workers: args.workers.unwrap_or(Options::default().workers),
         state: state_options(&pipeline, args.state_dir.as_deref())?,
+        telemetry: args.http.telemetry(pipeline.http.as_ref()),
     };
     let runtime = super::tokio_runtime(options.workers)?;
     let started = Instant::now();
     let report = runtime.block_on(async {
         let shutdown = Shutdown::default();
         shutdown.on_signals();
+        let _server = (args.http)
+            .start(pipeline.http.as_ref(), options.telemetry.clone())
+            .await?;
         let plan = Plan::new(&pipeline);
-        let io = Io::open(&pipeline)?;
-        runtime::run(plan, io, options, shutdown).await
-    });
-    let report = report.map_err(|e| Failure::Runtime(e.to_string()))?;
+        let io = Io::open(&pipeline).map_err(|e| Failure::Runtime(e.to_string()))?;
+        let run = runtime::run(plan, io, options, shutdown).await;
+        run.map_err(|e| Failure::Runtime(e.to_string()))
+    })?;
     let secs = started.elapsed().as_secs_f64();
     let mut extra = String::new();
     if report.redelivered > 0 {

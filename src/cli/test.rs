@@ -113,7 +113,7 @@ pub async fn run_case(pipeline: &Pipeline, case: &TestCase) -> Outcome {
     };
     let options = Options {
         workers: 1,
-        state: None,
+        ..Options::default()
     };
     if let Err(e) = runtime::run(plan, io, options, Shutdown::default()).await {
         failures.push(format!("the pipeline failed: {e}"));

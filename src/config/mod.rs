@@ -117,6 +117,52 @@ pub struct Pipeline {
     pub tests: Vec<TestCase>,
     /// Where to checkpoint, unless `--state-dir` says.
     pub state: Option<StateConfig>,
+    /// Where to serve metrics and the dashboard, unless `--http` says.
+    pub http: Option<HttpConfig>,
+}
+
+/// `http:`: the metrics, health and dashboard server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `HOST:PORT`, or a port alone for 127.0.0.1.
+    pub listen: Spanned<String>,
+    /// Clients must send `Authorization: Bearer TOKEN` for everything but
+    /// `/health`. Write it as `${FLOE_HTTP_TOKEN}`.
+    pub token: Option<Secret>,
+}
+
+/// A password or token: kept out of `Debug` output and logs.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value, for the one place that sends or checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// A listen address: `HOST:PORT`, or a port alone for 127.0.0.1, so that
+/// nothing is exposed beyond the machine unless asked.
+pub fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    let full = match text.parse::<u16>() {
+        Ok(port) => format!("127.0.0.1:{port}"),
+        Err(_) => text.to_string(),
+    };
+    full.parse()
+        .map_err(|_| format!("`{text}` is not HOST:PORT (an IP address and a port) or a port"))
 }
 
 /// `state:`: checkpoints of the pipeline's state, so a restart (even
@@ -274,6 +320,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "dead_letter",
     "tests",
     "state",
+    "http",
 ];
 
 impl Pipeline {
@@ -342,6 +389,7 @@ impl Pipeline {
             dead_letter: parse_dead_letter(&root, &mut errors),
             tests: parse_tests(&root, &mut errors),
             state: parse_state(&root, &mut errors),
+            http: parse_http(&root, &mut errors),
         };
         if root.get("sources").is_none() {
             errors.push(ConfigError::at(
@@ -606,6 +654,15 @@ fn parse_state(root: &Node, errors: &mut Vec<ConfigError>) -> Option<StateConfig
         return None;
     }
     Some(state)
+}
+
+fn parse_http(root: &Node, errors: &mut Vec<ConfigError>) -> Option<HttpConfig> {
+    let http: HttpConfig = collect(from_node(root.get("http")?), errors)?;
+    if let Err(message) = listen_address(&http.listen) {
+        errors.push(ConfigError::at(http.listen.loc, format!("http: {message}")));
+        return None;
+    }
+    Some(http)
 }
 
 fn parse_dead_letter(root: &Node, errors: &mut Vec<ConfigError>) -> Option<Box<dyn SinkSpec>> {

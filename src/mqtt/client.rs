@@ -121,7 +121,7 @@ pub fn connect(
         .tls_config(base)?
         .map(rumqttc::Transport::tls_with_config);
     let credentials = connection.username.as_ref().map(|user| {
-        let password = connection.password.as_ref().map_or("", |p| p.0.as_str());
+        let password = connection.password.as_ref().map_or("", |p| p.expose());
         (user.clone(), password.to_string())
     });
     let keep_alive = Duration::from_millis(connection.keep_alive.ms() as u64);

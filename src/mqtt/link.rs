@@ -11,6 +11,7 @@
 use super::{EventLoop, Incoming, MqttError, PollError};
 use crate::rng::Rng;
 use crate::runtime::Shutdown;
+use prometheus_client::metrics::gauge::Gauge;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,8 @@ pub struct Link {
     /// Give up when the first connection has failed for this long.
     first_connect_limit: Option<Duration>,
     created: Instant,
+    /// Set to 1 while connected and 0 while not, for `/metrics`.
+    state: Option<Gauge>,
 }
 
 impl Link {
@@ -50,7 +53,14 @@ impl Link {
             down_ms: 0,
             first_connect_limit: None,
             created: Instant::now(),
+            state: None,
         }
+    }
+
+    /// Reports the connection's state on `gauge`.
+    pub fn reporting(mut self, gauge: Gauge) -> Link {
+        self.state = Some(gauge);
+        self
     }
 
     /// Makes [`next`](Self::next) fail once the broker has not been
@@ -62,6 +72,9 @@ impl Link {
 
     pub fn connected(&mut self) {
         self.connects += 1;
+        if let Some(state) = &self.state {
+            state.set(1);
+        }
         match self.down_since.take() {
             Some(since) => {
                 let down = since.elapsed();
@@ -83,6 +96,9 @@ impl Link {
     pub fn failed(&mut self, error: &impl Display) -> Duration {
         if self.down_since.is_none() {
             self.down_since = Some(Instant::now());
+            if let Some(state) = &self.state {
+                state.set(0);
+            }
             let was = if self.connects == 0 {
                 "cannot connect to"
             } else {

@@ -19,7 +19,7 @@ pub use publisher::{Patience, Publisher};
 pub use rumqttc::QoS;
 pub use topic::{Filters, TopicTemplate, check_filter};
 
-use crate::config::{ConfigError, Duration, Node, Spanned, from_node};
+use crate::config::{ConfigError, Duration, Node, Secret, Spanned, from_node};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -88,17 +88,6 @@ pub struct Tls {
     /// A client certificate and its key, for brokers that ask for one.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
-}
-
-/// A password: kept out of `Debug` output and logs.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("<secret>")
-    }
 }
 
 /// Keys of [`Connection`], for components that split their options.

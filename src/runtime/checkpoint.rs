@@ -446,7 +446,7 @@ impl Coordinator {
             self.shared.changed.notify_all();
             match result {
                 Ok(bytes) => {
-                    self.metrics.checkpointed(bytes);
+                    self.metrics.checkpointed(bytes, started.elapsed());
                     tracing::debug!(
                         "checkpoint {seq}: {bytes} bytes of state in {} ms",
                         started.elapsed().as_millis()

@@ -43,6 +43,9 @@ pub struct Dataflow {
     /// run on the wall clock. Otherwise (recordings replayed as fast as
     /// possible) they run on the event time the workers have seen.
     pub live: bool,
+    /// Per source: whether it connects to a broker (see
+    /// [`SourceSpec::connects`](crate::sources::SourceSpec::connects)).
+    pub connects: Vec<bool>,
 }
 
 /// A pipeline built and ready to run, before any I/O is opened.
@@ -165,6 +168,7 @@ impl Plan {
                     .collect(),
                 max_keys: p.sources.iter().map(|s| s.common.max_keys).collect(),
                 live: p.sources.iter().any(|s| s.spec.live()),
+                connects: p.sources.iter().map(|s| s.spec.connects()).collect(),
             },
             operators,
             decoders,

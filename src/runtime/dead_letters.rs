@@ -37,14 +37,15 @@ impl DeadLetters {
     }
 
     /// Records a rejected message, waiting while the sink is behind.
+    /// `kind` names the reason in metrics (`bad_json`, `late`, ...).
     pub fn send_blocking(
         &self,
         source: &str,
-        reason: &str,
+        (reason, kind): (&str, &'static str),
         origin: serde_json::Value,
         payload: &[u8],
     ) -> Result<(), Closed> {
-        let record = self.record(source, reason, origin, payload);
+        let record = self.record(source, (reason, kind), origin, payload);
         self.tx
             .blocking_send(Batch::new(vec![record]))
             .map_err(|_| Closed)
@@ -54,11 +55,11 @@ impl DeadLetters {
     pub async fn send(
         &self,
         source: &str,
-        reason: &str,
+        (reason, kind): (&str, &'static str),
         origin: serde_json::Value,
         payload: &[u8],
     ) -> Result<(), Closed> {
-        let record = self.record(source, reason, origin, payload);
+        let record = self.record(source, (reason, kind), origin, payload);
         self.tx
             .send(Batch::new(vec![record]))
             .await
@@ -86,11 +87,11 @@ impl DeadLetters {
     fn record(
         &self,
         source: &str,
-        reason: &str,
+        (reason, kind): (&str, &'static str),
         origin: serde_json::Value,
         payload: &[u8],
     ) -> Arc<Record> {
-        self.metrics.dead_letter();
+        self.metrics.dead_letter(source, kind);
         let mut json = serde_json::json!({
             "received_at": time::format_rfc3339(time::now_ms()),
             "source": source,

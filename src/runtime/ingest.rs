@@ -10,6 +10,7 @@
 
 use super::checkpoint::{Barrier, Checkpoints};
 use super::field_watch::FieldWatch;
+use super::metrics::SourceMetrics;
 use super::{Ack, DeadLetters, Metrics, Router, Shutdown};
 use crate::event::Event;
 use crate::event::decode::{self, CsvHeader, DecodeError, Decoder, Envelope};
@@ -35,7 +36,9 @@ pub struct Ingest {
     watch: FieldWatch,
     router: Router,
     dead_letters: DeadLetters,
-    metrics: Arc<Metrics>,
+    run: Arc<Metrics>,
+    /// This source's metrics.
+    metrics: SourceMetrics,
     shutdown: Shutdown,
     /// Present when the run keeps state.
     checkpoints: Option<Arc<Checkpoints>>,
@@ -55,14 +58,16 @@ impl Ingest {
         checkpoints: Option<Arc<Checkpoints>>,
     ) -> Self {
         let joined = checkpoints.as_ref().map_or(0, |c| c.requested());
+        let source = router.source();
         Ingest {
             id,
-            source: router.source(),
+            source,
             decoder,
             watch: FieldWatch::default(),
             router,
             dead_letters,
-            metrics,
+            metrics: metrics.source(source as usize),
+            run: metrics,
             shutdown,
             checkpoints,
             joined,
@@ -80,6 +85,20 @@ impl Ingest {
         &self.decoder
     }
 
+    /// This source's metrics, for what only the source knows (its
+    /// connection).
+    pub fn metrics(&self) -> SourceMetrics {
+        self.metrics.clone()
+    }
+
+    /// Counts a message received, whether or not it decodes.
+    fn received<T>(&self, bytes: &[u8], decoded: &Result<T, DecodeError>) {
+        self.metrics.bytes.inc_by(bytes.len() as u64);
+        if decoded.is_ok() {
+            self.metrics.events.inc();
+        }
+    }
+
     /// Decodes one JSON message (see [`Decoder::decode_message`]), noting
     /// which of the pipeline's fields its event carries.
     pub fn decode_message(
@@ -88,6 +107,7 @@ impl Ingest {
         envelope: &Envelope,
     ) -> Result<Event, DecodeError> {
         let decoded = self.decoder.decode_message(bytes, envelope);
+        self.received(bytes, &decoded);
         if let Ok(event) = &decoded {
             self.watch.saw(event, || decode::json_field_names(bytes));
         }
@@ -103,6 +123,7 @@ impl Ingest {
         position: u64,
     ) -> Result<Event, DecodeError> {
         let decoded = self.decoder.decode_csv(header, bytes, position);
+        self.received(bytes, &decoded);
         if let Ok(event) = &decoded {
             self.watch.saw(event, || header.names().to_vec());
         }
@@ -166,14 +187,16 @@ impl Ingest {
             DecodeError::TooLarge { .. } => &payload[..payload.len().min(OVERSIZED_PREFIX)],
             _ => payload,
         };
+        self.metrics.decode_failures.inc();
+        let reason = (error.to_string(), error.kind());
         self.dead_letters
-            .send_blocking(&self.id, &error.to_string(), origin, payload)
+            .send_blocking(&self.id, (&reason.0, reason.1), origin, payload)
             .map_err(|_| Closed)
     }
 
     /// Counts messages the broker marked as possibly delivered before.
     pub fn count_redelivered(&self, n: u64) {
-        self.metrics.redelivered(n);
+        self.run.redelivered(self.source as usize, n);
     }
 
     /// Hands a decoded event to its worker, blocking while workers are behind.

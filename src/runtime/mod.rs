@@ -10,6 +10,7 @@
 //! stop, workers drain and flush open windows, sinks flush, the run returns.
 
 mod ack;
+pub mod board;
 mod checkpoint;
 mod dataflow;
 mod dead_letters;
@@ -28,7 +29,7 @@ pub use dataflow::{Dataflow, Plan};
 pub use dead_letters::DeadLetters;
 pub use field_watch::FieldWatch;
 pub use ingest::{Closed, Ingest};
-pub use metrics::{Metrics, Snapshot};
+pub use metrics::{Metrics, Snapshot, Telemetry};
 pub use router::{BATCH, Router, WorkerMsg, worker_for};
 pub use shutdown::Shutdown;
 pub use worker::{Core, KeyCounts, Rejection};
@@ -126,6 +127,8 @@ pub struct Options {
     /// Where and how often to checkpoint; without it, state lives only
     /// as long as the run.
     pub state: Option<StateOptions>,
+    /// The process's metrics, which the run adds its own to.
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// Checkpointing, for runs that keep their state.
@@ -139,6 +142,7 @@ impl Default for Options {
         Options {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             state: None,
+            telemetry: Arc::default(),
         }
     }
 }
@@ -156,8 +160,9 @@ pub async fn run(
     options: Options,
     shutdown: Shutdown,
 ) -> Result<Snapshot, RuntimeError> {
-    let metrics = Arc::new(Metrics::default());
     let flow = Arc::new(plan.flow);
+    let sink_ids: Vec<String> = io.sinks.iter().map(|(id, _)| id.clone()).collect();
+    let metrics = Arc::new(Metrics::new(&options.telemetry, &flow, &sink_ids));
     let workers = options.workers.max(1);
     let (coordinator, checkpoints, restore) = match options.state {
         Some(StateOptions {
@@ -203,6 +208,9 @@ pub async fn run(
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let operators = plan.operators.iter().map(|o| o.fork()).collect();
         let mut core = Core::new(&flow, operators, sink_txs.len(), key_counts.clone());
+        if metrics.has_board() {
+            core.board = Some(Default::default());
+        }
         if let Some(restore) = &restore {
             core.restore(&flow, restore, keys, restore.clocks[index]);
         }
@@ -220,6 +228,7 @@ pub async fn run(
     }
     drop((sink_txs, restore));
     let worker_txs: Arc<[_]> = worker_txs.into();
+    metrics.started(&options.telemetry, &flow);
     let coordinator = coordinator.map(|c| tokio::task::spawn_blocking(move || c.run()));
 
     let mut source_tasks = Vec::new();

@@ -9,6 +9,7 @@ use super::checkpoint::Barrier;
 use crate::event::{Event, Key};
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Events per batch sent to a worker.
@@ -18,14 +19,13 @@ pub const BATCH: usize = 512;
 /// each source's messages arrive in the order it sent them.
 #[derive(Debug)]
 pub enum WorkerMsg {
-    Events(u16, Vec<Event>),
+    /// Events, and when the first of them reached the router: alerts'
+    /// latency is measured from then.
+    Events(u16, Vec<Event>, Instant),
     /// The source is done. At the end of its input, what was held back for
     /// its ordering is released; when `stopped` (a shutdown with a state
     /// dir), it stays, for the last checkpoint.
-    Done {
-        source: u16,
-        stopped: bool,
-    },
+    Done { source: u16, stopped: bool },
     /// Pass the acknowledgement on once what came before is processed;
     /// note the events of the source still held back.
     Mark(u16, Ack),
@@ -42,7 +42,7 @@ pub enum WorkerMsg {
 impl WorkerMsg {
     pub fn source(&self) -> usize {
         let source = match self {
-            WorkerMsg::Events(source, _) | WorkerMsg::Mark(source, _) => source,
+            WorkerMsg::Events(source, ..) | WorkerMsg::Mark(source, _) => source,
             WorkerMsg::Done { source, .. } | WorkerMsg::Barrier { source, .. } => source,
         };
         *source as usize
@@ -60,6 +60,8 @@ pub fn worker_for(key: &Key, workers: usize) -> usize {
 pub struct Router {
     workers: Arc<[mpsc::Sender<WorkerMsg>]>,
     batches: Vec<Vec<Event>>,
+    /// Per batch: when its first event came.
+    arrived: Vec<Instant>,
     source: u16,
 }
 
@@ -73,6 +75,7 @@ impl Router {
             .map(|_| Vec::with_capacity(BATCH))
             .collect();
         Router {
+            arrived: vec![Instant::now(); workers.len()],
             workers,
             batches,
             source,
@@ -81,6 +84,9 @@ impl Router {
 
     pub fn route_blocking(&mut self, event: Event) -> Result<(), Closed> {
         let w = worker_for(&event.key, self.workers.len());
+        if self.batches[w].is_empty() {
+            self.arrived[w] = Instant::now();
+        }
         self.batches[w].push(event);
         if self.batches[w].len() >= BATCH {
             self.send_blocking(w)?;
@@ -145,7 +151,7 @@ impl Router {
         }
         let batch = std::mem::replace(&mut self.batches[w], Vec::with_capacity(BATCH));
         self.workers[w]
-            .blocking_send(WorkerMsg::Events(self.source, batch))
+            .blocking_send(WorkerMsg::Events(self.source, batch, self.arrived[w]))
             .map_err(|_| Closed)
     }
 }

@@ -140,6 +140,12 @@ pub trait SourceSpec: Debug + Send + Sync {
     fn live(&self) -> bool {
         true
     }
+
+    /// Whether it connects to a broker and says when it is connected
+    /// (`/ready` waits for it); other sources are ready once they start.
+    fn connects(&self) -> bool {
+        false
+    }
 }
 
 /// What a source's messages carry beside their payload, that `key:` and

@@ -120,6 +120,10 @@ impl SourceSpec for Config {
             records: false,
         }
     }
+
+    fn connects(&self) -> bool {
+        true
+    }
 }
 
 struct MqttSource {
@@ -154,6 +158,7 @@ impl MqttSource {
             topics,
             qos,
         } = self;
+        let link = link.reporting(ingest.metrics().connected);
         let broker = link.broker().to_string();
         let shutdown = ingest.shutdown_handle();
         let (tx, rx) = mpsc::channel(QUEUE);

@@ -5,9 +5,10 @@ use crate::config::Duration;
 use crate::event::{Event, Key, time};
 use crate::operators::{Emitter, KeyedOperator, Output};
 use crate::runtime::Ack;
+use crate::runtime::board::Raised;
 use crate::runtime::dataflow::Dataflow;
 use crate::runtime::keys::{Heard, Keys};
-use crate::runtime::metrics::Snapshot;
+use crate::runtime::metrics::{ComponentCounts, Snapshot};
 use crate::runtime::reorder::Reorder;
 use crate::sinks::Record;
 use std::sync::Arc;
@@ -29,6 +30,10 @@ pub struct Core {
     pub rejected: Vec<(Event, Rejection)>,
     /// What was processed since the counts were last taken.
     pub counts: Snapshot,
+    /// The same, per component.
+    pub components: Vec<ComponentCounts>,
+    /// New keys and alerts for the dashboard, when one is served.
+    pub board: Option<BoardNews>,
     /// Spare emitters, so the depth-first walk allocates nothing per event.
     spare: Vec<Emitter>,
     /// Scratch for events released by a clock.
@@ -39,6 +44,14 @@ pub struct Core {
     /// The wall clock: set once per batch.
     pub(super) now: i64,
     key_counts: Arc<KeyCounts>,
+}
+
+/// What a batch brought that the dashboard shows.
+#[derive(Debug, Default)]
+pub struct BoardNews {
+    /// Keys seen for the first time.
+    pub keys: Vec<Key>,
+    pub raised: Vec<Raised>,
 }
 
 /// Why the worker dead-letters an event.
@@ -88,6 +101,16 @@ impl KeyCounts {
 pub(super) const TICK_MS: i64 = 1000;
 
 impl Rejection {
+    /// A short stable name for metrics labels.
+    pub(super) fn kind(&self) -> &'static str {
+        match self {
+            Rejection::Late { .. } => "late",
+            Rejection::Future { .. } => "future",
+            Rejection::TooManyKeys { .. } => "max_keys",
+            Rejection::Operator { .. } => "operator",
+        }
+    }
+
     pub(super) fn describe(&self, flow: &Dataflow, source: usize) -> String {
         match self {
             Rejection::Late { behind, quiet } => format!(
@@ -136,6 +159,8 @@ impl Core {
             outbox: vec![Vec::new(); sinks],
             rejected: Vec::new(),
             counts: Snapshot::default(),
+            components: vec![ComponentCounts::default(); flow.names.len()],
+            board: None,
             spare: Vec::new(),
             ready: Vec::new(),
             clock: i64::MIN,
@@ -287,6 +312,9 @@ impl Core {
             owner: source as u16,
         };
         let slot = self.keys.insert(key.clone(), heard);
+        if let Some(board) = &mut self.board {
+            board.keys.push(key.clone());
+        }
         self.clocks
             .iter_mut()
             .for_each(|c| c.push(Reorder::default()));
@@ -490,6 +518,7 @@ impl Core {
                 .for_each(|&s| self.outbox[s].push(record.clone()));
         }
         for &op in &flow.downstream[component] {
+            self.components[op].events_in += 1;
             let mut out = self.spare.pop().unwrap_or_default();
             self.operators[op - flow.sources].on_event(slot, event, &mut out);
             self.dispatch(flow, op, slot, &mut out, Some(event));
@@ -508,24 +537,40 @@ impl Core {
     ) {
         for output in out.outputs.drain(..) {
             match output {
-                Output::Event(event) => self.process(flow, component, slot, &event),
+                Output::Event(event) => {
+                    self.components[component].events_out += 1;
+                    self.process(flow, component, slot, &event);
+                }
                 Output::Pass => {
                     if let Some(event) = input {
+                        self.components[component].events_out += 1;
                         self.process(flow, component, slot, event);
                     }
                 }
                 Output::Alert(alert) => {
                     self.counts.alerts += 1;
-                    if flow.alert_sinks[component].is_empty() {
+                    self.components[component].alert(alert.state);
+                    let sinks = &flow.alert_sinks[component];
+                    if sinks.is_empty() && self.board.is_none() {
                         continue;
                     }
+                    let line = alert.to_json(&flow.pipeline, time::now_ms());
+                    if let Some(board) = &mut self.board {
+                        board.raised.push(Raised {
+                            rule: alert.rule.clone(),
+                            key: alert.key.clone(),
+                            state: alert.state,
+                            severity: alert.severity,
+                            line: line.as_str().into(),
+                        });
+                    }
                     let record = Arc::new(Record {
-                        line: alert.to_json(&flow.pipeline, time::now_ms()),
+                        line,
                         key: alert.key,
                         component: alert.rule,
                         is_alert: true,
                     });
-                    for &s in &flow.alert_sinks[component] {
+                    for &s in sinks {
                         self.outbox[s].push(record.clone());
                     }
                 }

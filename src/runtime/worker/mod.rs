@@ -14,7 +14,7 @@
 mod core;
 mod snapshot;
 
-pub use core::{Core, KeyCounts, Rejection};
+pub use core::{BoardNews, Core, KeyCounts, Rejection};
 
 use super::Ack;
 use super::checkpoint::Checkpoints;
@@ -25,8 +25,10 @@ use crate::event::time;
 use crate::runtime::DeadLetters;
 use crate::sinks::Batch;
 use core::TICK_MS;
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use tokio::sync::mpsc;
 
 /// A sink stopped taking records; the run is failing.
@@ -41,6 +43,8 @@ pub struct Worker {
     sinks: Vec<mpsc::Sender<Batch>>,
     dead_letters: DeadLetters,
     metrics: Arc<Metrics>,
+    /// Wall clock minus the latest event time, in seconds.
+    lag: Gauge<f64, AtomicU64>,
     checkpoints: Option<Arc<Checkpoints>>,
     /// Per source: `Some(stopped)` once it is done.
     done: Vec<Option<bool>>,
@@ -78,6 +82,7 @@ impl Worker {
             index,
             sinks,
             dead_letters,
+            lag: metrics.event_time_lag(index),
             metrics,
             checkpoints,
             done: vec![None; sources],
@@ -136,13 +141,22 @@ impl Worker {
             return Ok(());
         }
         match msg {
-            WorkerMsg::Events(_, batch) => {
+            WorkerMsg::Events(_, batch, arrived) => {
                 self.core.now = time::now_ms();
+                let alerts = self.core.counts.alerts;
                 for event in batch {
                     self.core.accept(&self.flow, event);
                 }
                 if !self.flow.live {
                     self.core.tick_event_time(&self.flow);
+                }
+                let latency = arrived.elapsed();
+                for _ in alerts..self.core.counts.alerts {
+                    self.metrics.emitted(latency);
+                }
+                if self.core.clock != i64::MIN {
+                    let lag = self.core.now.saturating_sub(self.core.clock);
+                    self.lag.set(lag as f64 / 1000.0);
                 }
             }
             WorkerMsg::Done { stopped, .. } => {
@@ -222,23 +236,27 @@ impl Worker {
     /// Waits while a sink is behind: that wait is the back-pressure that
     /// slows the sources.
     async fn flush(&mut self, ack: Option<&Ack>) -> Result<(), SinkGone> {
-        for (sink, records) in self.sinks.iter().zip(&mut self.core.outbox) {
+        for (i, (sink, records)) in self.sinks.iter().zip(&mut self.core.outbox).enumerate() {
             if !records.is_empty() || ack.is_some() {
                 let batch = Batch {
                     records: std::mem::take(records),
                     acks: ack.iter().map(|a| a.share()).collect(),
                 };
+                let sent = batch.records.len();
                 sink.send(batch).await.map_err(|_| SinkGone)?;
+                self.metrics
+                    .sent(i, sent, sink.max_capacity() - sink.capacity());
             }
         }
         let flow = &self.flow;
         for (event, why) in self.core.rejected.drain(..) {
             let source = event.origin.source as usize;
-            let reason = why.describe(flow, source);
+            let reason = (why.describe(flow, source), why.kind());
             let origin = serde_json::json!({"position": event.origin.position});
             let payload = event.to_json(&flow.schema, &[]);
+            let reason = (reason.0.as_str(), reason.1);
             self.dead_letters
-                .send(&flow.names[source], &reason, origin, payload.as_bytes())
+                .send(&flow.names[source], reason, origin, payload.as_bytes())
                 .await
                 .map_err(|_| SinkGone)?;
         }
@@ -248,7 +266,11 @@ impl Worker {
                 .await
                 .map_err(|_| SinkGone)?;
         }
-        self.metrics.add(&std::mem::take(&mut self.core.counts));
+        if let Some(news) = &mut self.core.board {
+            self.metrics.board(news);
+        }
+        let counts = std::mem::take(&mut self.core.counts);
+        self.metrics.add(&counts, &mut self.core.components);
         Ok(())
     }
 }
