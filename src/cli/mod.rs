@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 invalid input (pipeline, arguments), 2 runtime
 //! failure. Errors are one line each on stderr.
 
+mod bench;
 mod demo;
 mod eval;
 mod run;
@@ -53,6 +54,9 @@ enum Command {
     Simulate(simulate::Args),
     /// Score alerts against the simulator's labelled faults.
     Eval(eval::Args),
+    /// Load test: generated readings at a fixed rate through a pipeline,
+    /// in process or through a broker; throughput, loss and latency.
+    Bench(bench::Args),
     /// Check pipelines; exit 0 if all are valid, 1 if not.
     Validate {
         #[arg(required = true)]
@@ -89,6 +93,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::demo(args),
         Command::Eval(args) => eval::eval(args),
+        Command::Bench(args) => bench::bench(args),
         Command::Run(args) => run::run(args),
         Command::Simulate(args) => simulate::simulate(args),
         Command::Validate { pipelines } => validate::validate(&pipelines),

@@ -37,7 +37,8 @@ pub struct Link {
     /// Give up when the first connection has failed for this long.
     first_connect_limit: Option<Duration>,
     created: Instant,
-    /// Set to 1 while connected and 0 while not, for `/metrics`.
+    /// Set to 0 when the connection fails, for `/metrics`; its user sets
+    /// it to 1 once the connection is of use (a source: subscribed).
     state: Option<Gauge>,
 }
 
@@ -57,7 +58,7 @@ impl Link {
         }
     }
 
-    /// Reports the connection's state on `gauge`.
+    /// Reports a failed connection on `gauge`.
     pub fn reporting(mut self, gauge: Gauge) -> Link {
         self.state = Some(gauge);
         self
@@ -72,9 +73,6 @@ impl Link {
 
     pub fn connected(&mut self) {
         self.connects += 1;
-        if let Some(state) = &self.state {
-            state.set(1);
-        }
         match self.down_since.take() {
             Some(since) => {
                 let down = since.elapsed();

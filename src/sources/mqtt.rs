@@ -38,6 +38,7 @@ use crate::mqtt::{
 use crate::runtime::BoxFuture;
 use crate::runtime::{Checkpoints, Ingest, Shutdown};
 use crate::state::journal::{self, Appender, Journal};
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 #[derive(Debug)]
 pub struct Config {
-    connection: Connection,
+    pub(crate) connection: Connection,
     topics: Vec<String>,
     qos: QoS,
 }
@@ -158,7 +159,8 @@ impl MqttSource {
             topics,
             qos,
         } = self;
-        let link = link.reporting(ingest.metrics().connected);
+        let connected = ingest.metrics().connected;
+        let link = link.reporting(connected.clone());
         let broker = link.broker().to_string();
         let shutdown = ingest.shutdown_handle();
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -171,6 +173,7 @@ impl MqttSource {
             topics,
             qos,
             tx,
+            connected,
         };
         let mut poller = tokio::spawn(subscriber.poll(events, link, shutdown));
         let acker = client.clone();
@@ -218,6 +221,8 @@ struct Subscriber {
     topics: Vec<String>,
     qos: QoS,
     tx: mpsc::Sender<Item>,
+    /// 1 once subscribed, for `/ready`.
+    connected: Gauge,
 }
 
 impl Subscriber {
@@ -251,6 +256,8 @@ impl Subscriber {
                     return Err(MqttError::Closed);
                 }
                 Incoming::Subscribed { refused: 0 } => {
+                    // Ready only now: what is published from here on comes.
+                    self.connected.set(1);
                     let topics = self.topics.join(", ");
                     tracing::info!("{}: subscribed to {topics}", link.what());
                 }

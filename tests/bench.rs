@@ -1,0 +1,64 @@
+//! `floe bench`: every reading sent makes one alert, in process and
+//! through a broker, and the results come as JSON.
+
+mod support;
+
+use support::broker::Mosquitto;
+use support::run_in;
+
+/// Runs `floe bench ARGS --json` and returns its one result.
+fn bench(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_in(dir.path(), &[&["bench", "--json"], args].concat());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn check(result: &serde_json::Value, sent: u64, via: &str) {
+    assert_eq!(result["via"], via, "{result}");
+    assert_eq!(result["sent"], sent, "{result}");
+    assert_eq!(
+        result["alerts"], sent,
+        "every reading makes an alert: {result}"
+    );
+    assert_eq!(result["lost"], 0, "{result}");
+    let (p50, p99, max) = (
+        result["p50_ms"].as_f64().unwrap(),
+        result["p99_ms"].as_f64().unwrap(),
+        result["max_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{result}");
+}
+
+#[test]
+fn in_process_every_reading_makes_one_alert_and_is_timed() {
+    let result = bench(&["--rate", "2000", "--duration", "1s", "--devices", "50"]);
+    check(&result, 2000, "process");
+}
+
+#[test]
+fn through_mosquitto_nothing_is_lost() {
+    let broker = Mosquitto::start();
+    let url = broker.url();
+    let result = bench(&["--rate", "1000", "--duration", "1s", "--via", &url]);
+    check(&result, 1000, "mqtt");
+}
+
+#[test]
+fn a_bad_rate_or_via_is_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["bench", "--rate", "0"],
+        vec!["bench", "--rate", "nan"],
+        vec!["bench", "--via", "kafka://127.0.0.1:9092/x"],
+        vec!["bench", "--devices", "0"],
+    ] {
+        let out = run_in(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    }
+}
