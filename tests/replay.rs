@@ -998,3 +998,50 @@ sinks:
     let out = run_in(dir.path(), &["--log-format", "xml", "run", "p.yaml"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `trace:` names the field with a correlation id: each alert carries the
+/// id of the reading that changed its state (a W3C traceparent gives its
+/// trace id), and a dead letter the id of the event it rejected.
+#[test]
+fn alerts_and_dead_letters_carry_the_trace_id_of_their_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = PIPELINE
+        .replace(
+            "    max_out_of_orderness: 30s\n",
+            "    max_out_of_orderness: 30s\n    trace: meta.request\n",
+        )
+        .replace("    for: 2m\n", "");
+    write(dir.path(), "p.yaml", pipeline);
+    let trace = "4bf92f3577b34da6a3ce929d0e0736aa";
+    let line = |i: i64, temp: f64, request: &str| {
+        format!(
+            r#"{{"device":"t1","ts":"{}","temperature_c":{temp},"meta":{{"request":"{request}"}}}}"#,
+            rfc3339(START + i * STEP)
+        )
+    };
+    let lines = [
+        line(0, 2.0, "r-0"),
+        line(1, 5.0, "r-1"),
+        line(2, 5.0, "r-2"),
+        line(3, 3.0, &format!("00-{trace}-00f067aa0ba902b7-01")),
+        // 60 s behind the latest: late, and dead-lettered with its id.
+        line(-3, 2.0, "r-late"),
+    ];
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    let out = run_in(dir.path(), &["run", "p.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alerts = json_lines(&dir.path().join("alerts.jsonl"));
+    let ids: Vec<(&str, &str)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["state"].as_str().unwrap(),
+                a["trace_id"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(ids, [("firing", "r-1"), ("resolved", trace)]);
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["origin"]["trace_id"], "r-late", "{:?}", dead[0]);
+}

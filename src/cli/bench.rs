@@ -190,7 +190,11 @@ impl Schedule {
     /// flips the rule; `|value| - 1` is `i`.
     fn reading(&self, i: u64, devices: u64) -> (String, String) {
         let device = format!("d-{}", i % devices);
-        let sign = if (i / devices).is_multiple_of(2) { 1.0 } else { -1.0 };
+        let sign = if (i / devices).is_multiple_of(2) {
+            1.0
+        } else {
+            -1.0
+        };
         let ts = self.start_ms + (i as f64 * 1000.0 / self.rate) as i64;
         let value = sign * (i + 1) as f64;
         let line = format!(r#"{{"device":"{device}","ts":{ts},"value":{value}}}"#);

@@ -3,8 +3,8 @@
 
 use super::field_watch::FieldWatch;
 use crate::config::Pipeline;
-use crate::event::Schema;
 use crate::event::decode::Decoder;
+use crate::event::{Event, FieldId, Schema, Value};
 use crate::operators::{BuildContext, Emits, KeyedOperator};
 use crate::state::Component;
 use std::collections::HashMap;
@@ -43,9 +43,35 @@ pub struct Dataflow {
     /// run on the wall clock. Otherwise (recordings replayed as fast as
     /// possible) they run on the event time the workers have seen.
     pub live: bool,
+    /// Per source: the field holding its events' correlation id.
+    pub trace: Vec<Option<FieldId>>,
     /// Per source: whether it connects to a broker (see
     /// [`SourceSpec::connects`](crate::sources::SourceSpec::connects)).
     pub connects: Vec<bool>,
+}
+
+impl Dataflow {
+    /// The correlation id an event carries, from its source's `trace`
+    /// field: a W3C `traceparent` (`00-TRACE_ID-SPAN_ID-FLAGS`) gives its
+    /// trace id, any other string or number is the id itself.
+    pub fn trace_id(&self, event: &Event) -> Option<String> {
+        let field = (*self.trace.get(event.origin.source as usize)?)?;
+        let id = match event.get(field)? {
+            Value::Str(text) => text.to_string(),
+            Value::Num(n) => serde_json::to_string(&Value::Num(*n)).ok()?,
+            Value::Bool(_) => return None,
+        };
+        let parts: Vec<&str> = id.split('-').collect();
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match parts[..] {
+            [version, trace, span, flags]
+                if hex(version, 2) && hex(trace, 32) && hex(span, 16) && hex(flags, 2) =>
+            {
+                Some(trace.to_string())
+            }
+            _ => Some(id),
+        }
+    }
 }
 
 /// A pipeline built and ready to run, before any I/O is opened.
@@ -118,6 +144,9 @@ impl Plan {
             .map(|_| false)
             .chain(order.iter().map(|&i| p.operators[i].spec.alerts()))
             .collect();
+        let trace = (p.sources.iter())
+            .map(|s| s.common.trace.as_ref().map(|f| schema.intern(f)))
+            .collect();
         let decoders = p
             .sources
             .iter()
@@ -169,6 +198,7 @@ impl Plan {
                 max_keys: p.sources.iter().map(|s| s.common.max_keys).collect(),
                 live: p.sources.iter().any(|s| s.spec.live()),
                 connects: p.sources.iter().map(|s| s.spec.connects()).collect(),
+                trace,
             },
             operators,
             decoders,

@@ -92,6 +92,10 @@ pub struct SourceCommon {
     /// At most this many keys from this source at once; events of further
     /// keys are dead-lettered until idle ones are forgotten.
     pub max_keys: Option<usize>,
+    /// The payload field holding a correlation id (dotted for nested
+    /// objects), or a W3C `traceparent`, whose trace id is taken. Alerts
+    /// and dead letters then carry the id of the event behind them.
+    pub trace: Option<Spanned<String>>,
 }
 
 fn default_max_message_bytes() -> usize {
@@ -112,6 +116,7 @@ impl SourceCommon {
         "max_future",
         "idle_timeout",
         "max_keys",
+        "trace",
     ];
 
     pub fn decode_spec(&self) -> DecodeSpec {

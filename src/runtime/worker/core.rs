@@ -2,7 +2,7 @@
 //! and the walk of an event through the operator graph.
 
 use crate::config::Duration;
-use crate::event::{Event, Key, time};
+use crate::event::{Event, Key, Value, time};
 use crate::operators::{Emitter, KeyedOperator, Output};
 use crate::runtime::Ack;
 use crate::runtime::board::Raised;
@@ -547,8 +547,11 @@ impl Core {
                         self.process(flow, component, slot, event);
                     }
                 }
-                Output::Alert(alert) => {
+                Output::Alert(mut alert) => {
                     self.counts.alerts += 1;
+                    if let Some(id) = input.and_then(|e| flow.trace_id(e)) {
+                        alert.details.push(("trace_id", Value::Str(id.into())));
+                    }
                     self.components[component].alert(alert.state);
                     let sinks = &flow.alert_sinks[component];
                     if sinks.is_empty() && self.board.is_none() {

@@ -252,7 +252,10 @@ impl Worker {
         for (event, why) in self.core.rejected.drain(..) {
             let source = event.origin.source as usize;
             let reason = (why.describe(flow, source), why.kind());
-            let origin = serde_json::json!({"position": event.origin.position});
+            let mut origin = serde_json::json!({"position": event.origin.position});
+            if let Some(id) = flow.trace_id(&event) {
+                origin["trace_id"] = id.into();
+            }
             let payload = event.to_json(&flow.schema, &[]);
             let reason = (reason.0.as_str(), reason.1);
             self.dead_letters
