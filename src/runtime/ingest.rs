@@ -23,6 +23,16 @@ use std::time::Duration;
 /// How much of an oversized message the dead-letter record keeps.
 const OVERSIZED_PREFIX: usize = 1024;
 
+/// Messages between additions to a source's metrics.
+const REPORT_EVERY: u64 = 256;
+
+#[derive(Debug, Default)]
+struct Unreported {
+    messages: u64,
+    events: u64,
+    bytes: u64,
+}
+
 /// The pipeline has stopped taking events.
 #[derive(Debug)]
 pub struct Closed;
@@ -39,6 +49,9 @@ pub struct Ingest {
     run: Arc<Metrics>,
     /// This source's metrics.
     metrics: SourceMetrics,
+    /// Messages and bytes not yet added to `metrics`: the counters are
+    /// shared with the scraper, so they are added to in bulk.
+    unreported: Unreported,
     shutdown: Shutdown,
     /// Present when the run keeps state.
     checkpoints: Option<Arc<Checkpoints>>,
@@ -67,6 +80,7 @@ impl Ingest {
             router,
             dead_letters,
             metrics: metrics.source(source as usize),
+            unreported: Unreported::default(),
             run: metrics,
             shutdown,
             checkpoints,
@@ -92,11 +106,20 @@ impl Ingest {
     }
 
     /// Counts a message received, whether or not it decodes.
-    fn received<T>(&self, bytes: &[u8], decoded: &Result<T, DecodeError>) {
-        self.metrics.bytes.inc_by(bytes.len() as u64);
-        if decoded.is_ok() {
-            self.metrics.events.inc();
+    fn received<T>(&mut self, bytes: &[u8], decoded: &Result<T, DecodeError>) {
+        let unreported = &mut self.unreported;
+        unreported.messages += 1;
+        unreported.bytes += bytes.len() as u64;
+        unreported.events += u64::from(decoded.is_ok());
+        if unreported.messages >= REPORT_EVERY {
+            self.report();
         }
+    }
+
+    fn report(&mut self) {
+        let unreported = std::mem::take(&mut self.unreported);
+        self.metrics.events.inc_by(unreported.events);
+        self.metrics.bytes.inc_by(unreported.bytes);
     }
 
     /// Decodes one JSON message (see [`Decoder::decode_message`]), noting
@@ -206,6 +229,7 @@ impl Ingest {
 
     /// Sends events still batched to their workers.
     pub fn flush_blocking(&mut self) -> Result<(), Closed> {
+        self.report();
         self.router.flush_blocking().map_err(|_| Closed)
     }
 
@@ -297,6 +321,7 @@ impl Ingest {
     /// Returns the number of that last checkpoint, to wait for with
     /// [`wait_checkpointed`](Self::wait_checkpointed).
     pub fn finish_blocking<P: Serialize>(&mut self, position: &P) -> Result<Option<u64>, Closed> {
+        self.report();
         self.watch.finish();
         self.router.flush_blocking().map_err(|_| Closed)?;
         let stopped = self.durable() && self.shutdown.is_requested();
