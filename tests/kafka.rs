@@ -489,3 +489,41 @@ fn bad_records_go_to_a_dead_letter_topic_with_partition_and_offset() {
     ];
     assert_eq!(reasons, expected);
 }
+
+/// `/metrics` has each assigned partition's lag, from librdkafka's
+/// statistics: the records not read yet, 0 once floe has caught up.
+#[test]
+fn each_partitions_lag_is_a_metric() {
+    let cluster = cluster_with("telemetry", 2);
+    let brokers = cluster.bootstrap_servers();
+    produce_readings(&brokers, "telemetry", 0..1000);
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = kafka_pipeline(&brokers, "telemetry", "lag", "").replace(
+        r#"heartbeat.interval.ms: "500"}"#,
+        r#"heartbeat.interval.ms: "500", statistics.interval.ms: "200"}"#,
+    );
+    write(dir.path(), "p.yaml", pipeline);
+    let addr = format!("127.0.0.1:{}", support::broker::free_port());
+    let floe = Floe::run(dir.path(), "floe.log", &["run", "p.yaml", "--http", &addr]);
+    assert!(wait_until_seen(&[dir.path()], 1000), "{}", floe.log());
+    let caught_up = |metrics: &str| {
+        ["telemetry/0", "telemetry/1"].iter().all(|p| {
+            metrics.lines().any(|l| {
+                l.starts_with("floe_source_lag_records{")
+                    && l.contains(&format!("partition=\"{p}\""))
+                    && l.ends_with(" 0")
+            })
+        })
+    };
+    let mut metrics = String::new();
+    let seen = wait_for(Duration::from_secs(20), || {
+        let url = format!("http://{addr}/metrics");
+        metrics = reqwest::blocking::get(url)
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        caught_up(&metrics)
+    });
+    assert!(seen, "no lag of 0 for both partitions:\n{metrics}");
+    let (code, log) = floe.stop();
+    assert_eq!(code, 0, "{log}");
+}

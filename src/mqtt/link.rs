@@ -11,8 +11,10 @@
 use super::{EventLoop, Incoming, MqttError, PollError};
 use crate::rng::Rng;
 use crate::runtime::Shutdown;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::fmt::Display;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 /// Backoff between reconnection attempts: doubling from 100 ms to 30 s,
@@ -40,6 +42,8 @@ pub struct Link {
     /// Set to 0 when the connection fails, for `/metrics`; its user sets
     /// it to 1 once the connection is of use (a source: subscribed).
     state: Option<Gauge>,
+    /// Seconds spent disconnected, added on each reconnection.
+    downtime: Option<Counter<f64, AtomicU64>>,
 }
 
 impl Link {
@@ -55,12 +59,15 @@ impl Link {
             first_connect_limit: None,
             created: Instant::now(),
             state: None,
+            downtime: None,
         }
     }
 
-    /// Reports a failed connection on `gauge`.
-    pub fn reporting(mut self, gauge: Gauge) -> Link {
+    /// Reports a failed connection on `gauge`, and the time spent
+    /// disconnected on `downtime`.
+    pub fn reporting(mut self, gauge: Gauge, downtime: Counter<f64, AtomicU64>) -> Link {
         self.state = Some(gauge);
+        self.downtime = Some(downtime);
         self
     }
 
@@ -77,6 +84,9 @@ impl Link {
             Some(since) => {
                 let down = since.elapsed();
                 self.down_ms += down.as_millis() as u64;
+                if let Some(downtime) = &self.downtime {
+                    downtime.inc_by(down.as_secs_f64());
+                }
                 tracing::info!(
                     "{}: reconnected to {} after {:.1}s down",
                     self.what,

@@ -48,6 +48,14 @@ struct DeadLetterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    pipeline: String,
+    component: String,
+    /// `topic/N`.
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WorkerLabels {
     pipeline: String,
     worker: String,
@@ -77,6 +85,8 @@ struct Families {
     source_decode_failures: Counters<ComponentLabels>,
     source_redeliveries: Counters<ComponentLabels>,
     source_connected: Gauges<ComponentLabels>,
+    source_disconnected: Family<ComponentLabels, Counter<f64, AtomicU64>>,
+    source_lag: Gauges<PartitionLabels>,
     operator_events_in: Counters<ComponentLabels>,
     operator_events_out: Counters<ComponentLabels>,
     alerts: Counters<AlertLabels>,
@@ -105,6 +115,8 @@ impl Default for Telemetry {
             source_decode_failures: Default::default(),
             source_redeliveries: Default::default(),
             source_connected: Default::default(),
+            source_disconnected: Default::default(),
+            source_lag: Default::default(),
             operator_events_in: Default::default(),
             operator_events_out: Default::default(),
             alerts: Default::default(),
@@ -147,6 +159,17 @@ impl Default for Telemetry {
             "floe_source_connected",
             "1 while the source is connected to its broker, 0 while it is not",
             f.source_connected,
+        );
+        r.register_with_unit(
+            "floe_source_disconnected",
+            "Time a broker source spent disconnected, counted when it reconnects",
+            Unit::Seconds,
+            f.source_disconnected,
+        );
+        r.register(
+            "floe_source_lag_records",
+            "Records in a Kafka partition not read yet, as of the last statistics",
+            f.source_lag,
         );
         r.register(
             "floe_operator_events_in",
@@ -295,6 +318,21 @@ pub struct SourceMetrics {
     pub decode_failures: Counter,
     pub redeliveries: Counter,
     pub connected: Gauge,
+    pub disconnected_seconds: Counter<f64, AtomicU64>,
+    lag: Gauges<PartitionLabels>,
+    labels: ComponentLabels,
+}
+
+impl SourceMetrics {
+    /// The lag gauge of a partition (`topic/N`).
+    pub fn lag(&self, partition: String) -> Gauge {
+        let labels = PartitionLabels {
+            pipeline: self.labels.pipeline.clone(),
+            component: self.labels.component.clone(),
+            partition,
+        };
+        self.lag.get_or_create_owned(&labels)
+    }
 }
 
 struct OperatorMetrics {
@@ -381,6 +419,9 @@ impl Metrics {
                     decode_failures: f.source_decode_failures.get_or_create_owned(&labels),
                     redeliveries: f.source_redeliveries.get_or_create_owned(&labels),
                     connected: f.source_connected.get_or_create_owned(&labels),
+                    disconnected_seconds: f.source_disconnected.get_or_create_owned(&labels),
+                    lag: f.source_lag.clone(),
+                    labels,
                 }
             })
             .collect();

@@ -709,9 +709,11 @@ impl Reader {
         tracing::info!("{}: revoked {}", self.what, describe(tpl));
     }
 
-    /// Logs each assigned partition's lag, in records and in event time.
+    /// Logs each assigned partition's lag, in records and in event time,
+    /// and sets its gauge.
     fn report_lag(&self, statistics: &Statistics) {
         let now = time::now_ms();
+        let metrics = self.ingest.metrics();
         let lags: Vec<String> = (self.partitions.iter().filter(|p| p.assigned))
             .map(|p| {
                 // The newest offset less the next one to read: not
@@ -721,7 +723,11 @@ impl Reader {
                     .and_then(|t| t.partitions.get(&p.partition))
                     .map_or(-1, |s| s.hi_offset);
                 let records = match (high, p.next) {
-                    (high, next) if high >= 0 && next >= 0 => (high - next).max(0).to_string(),
+                    (high, next) if high >= 0 && next >= 0 => {
+                        let lag = (high - next).max(0);
+                        metrics.lag(format!("{}/{}", p.topic, p.partition)).set(lag);
+                        lag.to_string()
+                    }
                     _ => "?".to_string(),
                 };
                 let seconds = p.event_time.map_or("?".to_string(), |t| {

@@ -159,8 +159,9 @@ impl MqttSource {
             topics,
             qos,
         } = self;
-        let connected = ingest.metrics().connected;
-        let link = link.reporting(connected.clone());
+        let metrics = ingest.metrics();
+        let connected = metrics.connected.clone();
+        let link = link.reporting(metrics.connected, metrics.disconnected_seconds);
         let broker = link.broker().to_string();
         let shutdown = ingest.shutdown_handle();
         let (tx, rx) = mpsc::channel(QUEUE);
