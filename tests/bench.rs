@@ -62,3 +62,27 @@ fn a_bad_rate_or_via_is_invalid_input() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
     }
 }
+
+#[test]
+fn several_rates_give_a_row_each_and_a_plot_of_latency_against_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "--rate", "500,1000", "--duration", "500ms"];
+    let out = run_in(
+        dir.path(),
+        &[&args[..], &["--plot", "latency.svg"]].concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "a header and a row per rate:\n{table}");
+    assert!(rows[1].trim_start().starts_with("500 ") && rows[2].trim_start().starts_with("1000 "));
+    let svg = std::fs::read_to_string(dir.path().join("latency.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    // Four percentiles, a point per rate each.
+    assert_eq!(svg.matches("<polyline").count(), 4, "{svg}");
+    assert_eq!(svg.matches("<circle").count(), 8, "{svg}");
+}

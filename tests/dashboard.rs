@@ -171,6 +171,13 @@ async fn a_breaching_trucks_tile_turns_red_within_a_second_and_back_after_the_re
         "{feed}"
     );
 
+    let rates = browser.find(Locator::Id("rates")).await.unwrap();
+    let rates = rates.text().await.unwrap();
+    assert!(
+        rates.starts_with("fleet: ") && rates.ends_with(" events/s"),
+        "{rates:?}"
+    );
+
     broker.publish_lines(TOPIC, 1, &reading(3.0));
     assert!(
         wait_for_level(&browser, "ok", Duration::from_secs(5)).await,

@@ -10,6 +10,8 @@
 //! that waited behind the stall count as late too (no coordinated
 //! omission).
 
+mod plot;
+
 use super::Failure;
 use crate::config::{Duration, Pipeline};
 use crate::event::decode::Envelope;
@@ -44,6 +46,9 @@ pub struct Args {
     /// Print the results as JSON lines instead of a table.
     #[arg(long)]
     json: bool,
+    /// Write latency against rate to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<std::path::PathBuf>,
     /// Worker tasks (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -130,6 +135,12 @@ pub fn bench(args: Args) -> Result<(), Failure> {
         if stop.is_requested() {
             break;
         }
+    }
+    if let Some(path) = &args.plot {
+        let via = args.via.as_deref().unwrap_or("in process");
+        let title = format!("floe bench: reading to alert latency, {via}");
+        std::fs::write(path, plot::svg(&outcomes, &title))
+            .map_err(|e| Failure::Runtime(format!("--plot {}: {e}", path.display())))?;
     }
     Ok(())
 }
