@@ -55,7 +55,8 @@ fn a_bad_rate_or_via_is_invalid_input() {
     for args in [
         vec!["bench", "--rate", "0"],
         vec!["bench", "--rate", "nan"],
-        vec!["bench", "--via", "kafka://127.0.0.1:9092/x"],
+        vec!["bench", "--via", "amqp://127.0.0.1:5672"],
+        vec!["bench", "--via", "kafka://127.0.0.1:9092"],
         vec!["bench", "--devices", "0"],
     ] {
         let out = run_in(dir.path(), &args);

@@ -527,3 +527,33 @@ fn each_partitions_lag_is_a_metric() {
     let (code, log) = floe.stop();
     assert_eq!(code, 0, "{log}");
 }
+
+/// `floe bench --via kafka://`: readings produced to the topic come back
+/// through a kafka source, one alert each, none lost; readings of an
+/// earlier run on the same topic are not counted.
+#[test]
+fn bench_through_kafka_loses_nothing() {
+    let cluster = cluster("bench");
+    let via = format!("kafka://{}/bench", cluster.bootstrap_servers());
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let args = [
+            "bench",
+            "--json",
+            "--rate",
+            "500",
+            "--duration",
+            "1s",
+            "--via",
+            &via,
+        ];
+        let out = run_in(dir.path(), &args);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{text}{}", stderr(&out));
+        let result: Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(result["via"], "kafka", "{result}");
+        assert_eq!(result["sent"], 500, "{result}");
+        assert_eq!(result["alerts"], 500, "{result}");
+        assert_eq!(result["lost"], 0, "{result}");
+    }
+}

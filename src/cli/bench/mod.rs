@@ -11,21 +11,22 @@
 //! omission).
 
 mod plot;
+mod via;
 
 use super::Failure;
 use crate::config::{Duration, Pipeline};
 use crate::event::decode::Envelope;
-use crate::mqtt::{self, Patience, Publisher, QoS, TopicTemplate};
 use crate::pace::check_rate;
 use crate::runtime::{self, BoxFuture, Io, Options, Plan, Shutdown, Telemetry};
 use crate::sinks::{Batch, Sink, SinkError};
-use crate::sources::{self, Source, SourceError};
+use crate::sources::{Source, SourceError};
 use hdrhistogram::Histogram;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc;
+use via::Via;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -103,14 +104,9 @@ struct Outcome {
 pub fn bench(args: Args) -> Result<(), Failure> {
     let via = match &args.via {
         None => None,
-        Some(uri) if uri.starts_with("mqtt://") || uri.starts_with("mqtts://") => {
-            let parsed = mqtt::Uri::parse(uri);
-            Some(parsed.map_err(|e| Failure::Invalid(format!("--via {uri}: {e}")))?)
-        }
         Some(uri) => {
-            return Err(Failure::Invalid(format!(
-                "--via {uri}: expected mqtt://HOST:PORT (Kafka is not supported by bench yet)"
-            )));
+            let parsed = Via::parse(uri);
+            Some(parsed.map_err(|e| Failure::Invalid(format!("--via {uri}: {e}")))?)
         }
     };
     let workers = args.workers.unwrap_or(Options::default().workers);
@@ -190,6 +186,8 @@ struct Schedule {
     start: Instant,
     start_ms: i64,
     rate: f64,
+    /// Names the run in its devices' keys.
+    tag: u32,
 }
 
 impl Schedule {
@@ -200,7 +198,7 @@ impl Schedule {
     /// Reading `i`: its device's readings alternate around 0, so each
     /// flips the rule; `|value| - 1` is `i`.
     fn reading(&self, i: u64, devices: u64) -> (String, String) {
-        let device = format!("d-{}", i % devices);
+        let device = format!("r{}-{}", self.tag, i % devices);
         let sign = if (i / devices).is_multiple_of(2) {
             1.0
         } else {
@@ -214,15 +212,19 @@ impl Schedule {
 }
 
 impl Run {
-    async fn go(&self, via: Option<&mqtt::Uri>, stop: &Shutdown) -> Result<Outcome, Failure> {
+    async fn go(&self, via: Option<&Via>, stop: &Shutdown) -> Result<Outcome, Failure> {
         let path = Path::new("bench.yaml");
-        let mut pipeline = Pipeline::parse(path, PIPELINE)
+        let pipeline = Pipeline::parse(path, PIPELINE)
             .map_err(|e| Failure::Runtime(format!("the bench pipeline is broken: {e:?}")))?;
-        let run_id = format!("{}-{}", std::process::id(), crate::event::time::now_ms());
+        let now_ms = crate::event::time::now_ms();
+        let run_id = format!("{}-{now_ms}", std::process::id());
         let schedule = Schedule {
             start: Instant::now() + std::time::Duration::from_millis(500),
-            start_ms: crate::event::time::now_ms() + 500,
+            start_ms: now_ms + 500,
             rate: self.rate,
+            // Short, so keys stay inline; it tells this run's readings from
+            // earlier runs' on a Kafka topic.
+            tag: (now_ms % 1_000_000) as u32,
         };
         let latencies = Arc::new(Latencies::new(schedule));
         let shutdown = Shutdown::default();
@@ -232,22 +234,7 @@ impl Run {
                 total: self.total,
                 devices: self.devices,
             }),
-            Some(uri) => {
-                let mut config =
-                    sources::mqtt::Config::from_uri(&format!("{}/bench/{run_id}/+", base(uri)))
-                        .map_err(Failure::Invalid)?;
-                config.connection.clean_session = true;
-                pipeline.sources[0].spec = Box::new(config);
-                let ctx = crate::config::Context {
-                    base: Path::new("."),
-                    pipeline: "bench",
-                    id: "readings",
-                };
-                pipeline.sources[0]
-                    .spec
-                    .open(&ctx)
-                    .map_err(|e| Failure::Runtime(e.to_string()))?
-            }
+            Some(via) => via.source(&run_id).map_err(Failure::Runtime)?,
         };
         let io = Io {
             sources: vec![source],
@@ -271,8 +258,8 @@ impl Run {
                 self.watch_in_process(&latencies, &progress, stop, &shutdown)
                     .await
             }
-            Some(uri) => {
-                self.publish(uri, &run_id, &telemetry, &latencies, &progress, stop)
+            Some(via) => {
+                self.publish(via, &run_id, &telemetry, &latencies, &progress, stop)
                     .await?
             }
         };
@@ -287,11 +274,7 @@ impl Run {
         ended
             .map_err(|e| Failure::Runtime(e.to_string()))?
             .map_err(|e| Failure::Runtime(e.to_string()))?;
-        Ok(latencies.outcome(
-            self.rate,
-            via.map_or("process".into(), |_| "mqtt".into()),
-            sent,
-        ))
+        Ok(latencies.outcome(self.rate, via.map_or("process", Via::name).into(), sent))
     }
 
     /// In process the generator is the source; this waits for it to end.
@@ -316,7 +299,7 @@ impl Run {
     /// returns how many went out.
     async fn publish(
         &self,
-        uri: &mqtt::Uri,
+        via: &Via,
         run_id: &str,
         telemetry: &Telemetry,
         latencies: &Latencies,
@@ -326,30 +309,14 @@ impl Run {
         let subscribed = Instant::now() + std::time::Duration::from_secs(10);
         while !telemetry.not_ready().is_empty() {
             if Instant::now() > subscribed || stop.is_requested() {
-                return Err(Failure::Runtime(format!(
-                    "--via: {} not reached",
-                    uri.connection.broker()
-                )));
+                let waiting = telemetry.not_ready().join(", ");
+                return Err(Failure::Runtime(format!("--via: {waiting} not connected")));
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         latencies.restart(Instant::now() + std::time::Duration::from_millis(100));
         let schedule = latencies.schedule();
-        let id = format!("floe-bench-{run_id}");
-        let patience = Patience {
-            first_connect: Some(std::time::Duration::from_secs(10)),
-            stop: Some(stop.clone()),
-        };
-        let mut publisher = Publisher::start(
-            &uri.connection,
-            id,
-            Path::new("."),
-            "bench".into(),
-            patience,
-        )
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
-        let topic = TopicTemplate::parse(&format!("bench/{run_id}/{{device}}"), &["device"])
-            .map_err(Failure::Runtime)?;
+        let mut sender = via.sender(run_id, stop).map_err(Failure::Runtime)?;
         let mut sent = 0;
         for i in 0..self.total {
             if stop.is_requested() {
@@ -357,32 +324,15 @@ impl Run {
             }
             tokio::time::sleep_until(schedule.due(i).into()).await;
             let (device, line) = schedule.reading(i, self.devices);
-            let topic = topic.render(|_| Some(device.as_str()));
-            publisher
-                .publish(topic, line.into_bytes(), QoS::AtLeastOnce, false)
-                .await
-                .map_err(|e| Failure::Runtime(e.to_string()))?;
+            sender.send(&device, line).await.map_err(Failure::Runtime)?;
             sent += 1;
             if i.is_multiple_of(1024) {
                 progress.set_position(i);
             }
         }
-        publisher
-            .close()
-            .await
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        sender.close().await.map_err(Failure::Runtime)?;
         Ok(sent)
     }
-}
-
-/// `mqtt://HOST:PORT` of a URI, without its topic and parameters.
-fn base(uri: &mqtt::Uri) -> String {
-    let url = uri.connection.url.value.as_str();
-    let (scheme, rest) = url.split_once("://").unwrap_or(("mqtt", url));
-    format!(
-        "{scheme}://{}",
-        rest.split(['/', '?']).next().unwrap_or(rest)
-    )
 }
 
 fn progress(total: u64) -> indicatif::ProgressBar {
@@ -484,11 +434,15 @@ impl Latencies {
         let Ok(mut histogram) = self.histogram.lock() else {
             return;
         };
+        let ours = format!("r{}-", schedule.tag);
         for line in lines {
-            let value = serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|alert| alert["value"].as_f64());
-            let Some(value) = value else { continue };
+            let Ok(alert) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let key = alert["key"].as_str().unwrap_or_default();
+            let Some(value) = alert["value"].as_f64().filter(|_| key.starts_with(&ours)) else {
+                continue;
+            };
             let i = value.abs() as u64 - 1;
             let late = now.saturating_duration_since(schedule.due(i));
             let _ = histogram.record((late.as_micros() as u64).max(1));
