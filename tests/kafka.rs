@@ -557,3 +557,61 @@ fn bench_through_kafka_loses_nothing() {
         assert_eq!(result["lost"], 0, "{result}");
     }
 }
+
+/// `trace: record.header.NAME` takes the correlation id from a record's
+/// header; a W3C traceparent gives its trace id.
+#[test]
+fn alerts_carry_the_trace_id_from_a_records_header() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let cluster = cluster("traced");
+    let brokers = cluster.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let trace = "4bf92f3577b34da6a3ce929d0e0736aa";
+    let parent = format!("00-{trace}-00f067aa0ba902b7-01");
+    for (seq, temp) in [(0, 2.0), (1, 9.0)] {
+        let payload = format!(
+            r#"{{"device":"t1","ts":"{}","temperature_c":{temp},"seq":{seq}}}"#,
+            rfc3339(START + seq * 10_000)
+        );
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "traceparent",
+            value: Some(parent.as_str()),
+        });
+        let record = BaseRecord::to("traced")
+            .key("t1")
+            .payload(&payload)
+            .headers(headers);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = kafka_pipeline(
+        &brokers,
+        "traced",
+        "traced",
+        "    trace: record.header.traceparent\n",
+    )
+    .replace(", for: 2m", "");
+    write(dir.path(), "p.yaml", pipeline);
+    let floe = Floe::run(dir.path(), "floe.log", &["run", "p.yaml"]);
+    let alerts = dir.path().join("alerts.jsonl");
+    let fired = wait_for(Duration::from_secs(30), || !json_lines(&alerts).is_empty());
+    assert!(fired, "no alert:\n{}", floe.log());
+    let (code, log) = floe.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(json_lines(&alerts)[0]["trace_id"], trace);
+
+    // Only records have headers.
+    let file = "name: x\nsources:\n  s: {type: file, path: in.jsonl, trace: record.header.traceparent}\nsinks:\n  o: {type: stdout, inputs: [s]}\n";
+    write(dir.path(), "bad.yaml", file);
+    let out = run_in(dir.path(), &["validate", "bad.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("only kafka sources have records"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -233,6 +233,19 @@ impl SourceDef {
                 ),
             );
         }
+        let header = (self.common.trace.as_ref())
+            .filter(|t| t.starts_with(crate::event::decode::TRACE_HEADER));
+        if let Some(trace) = header
+            && !carries.records
+        {
+            problem(
+                trace.loc,
+                format!(
+                    "`trace: {}` takes the id from a record's header, and only kafka sources have records",
+                    trace.value
+                ),
+            );
+        }
         match (&self.common.time_format, &self.common.time) {
             (Some(format), None) => problem(
                 format.loc,

@@ -153,6 +153,8 @@ pub struct Envelope<'a> {
     pub key: Option<&'a [u8]>,
     /// The Kafka record's timestamp, epoch milliseconds.
     pub timestamp: Option<i64>,
+    /// The value of the header [`Decoder::trace_header`] names.
+    pub trace: Option<&'a str>,
     pub partition: u32,
     /// Line number, message number or offset.
     pub position: u64,
@@ -178,7 +180,13 @@ pub struct DecodeSpec {
     /// How a time field is written.
     pub time_format: TimeFormat,
     pub max_message_bytes: usize,
+    /// A Kafka header holding the correlation id (`trace:
+    /// record.header.NAME`): the field of that name gets its value.
+    pub trace_header: Option<String>,
 }
+
+/// How `trace:` names a Kafka header.
+pub const TRACE_HEADER: &str = "record.header.";
 
 /// What the decoder does with a field name it meets.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -245,6 +253,8 @@ impl Entry {
 #[derive(Clone)]
 pub struct Decoder {
     spec: Arc<DecodeSpec>,
+    /// The trace header's field.
+    trace_field: Option<FieldId>,
     /// What to look for at the top level of a record. A linear scan beats
     /// hashing for the handful of names a pipeline reads.
     entries: Arc<[Entry]>,
@@ -289,8 +299,11 @@ impl Decoder {
                 level = &mut entry.inner;
             }
         }
+        let trace_field = (spec.trace_header.as_ref())
+            .and_then(|name| schema.id(&format!("{TRACE_HEADER}{name}")));
         Decoder {
             spec: Arc::new(spec),
+            trace_field,
             entries: entries.into(),
             source,
         }
@@ -322,6 +335,12 @@ impl Decoder {
             return Err(DecodeError::Empty);
         }
         Ok(text)
+    }
+
+    /// The Kafka header whose value is the correlation id, if `trace:`
+    /// names one.
+    pub fn trace_header(&self) -> Option<&str> {
+        self.spec.trace_header.as_deref()
     }
 
     /// Decodes one JSON message; its envelope may hold the key and time.
@@ -580,10 +599,14 @@ impl<'d> Builder<'d> {
             partition: envelope.partition,
             position: envelope.position,
         };
+        let mut fields = self.fields;
+        if let (Some(id), Some(trace)) = (self.decoder.trace_field, envelope.trace) {
+            fields.push((id, Value::Str(trace.into())));
+        }
         Ok(Event {
             key,
             time,
-            fields: self.fields,
+            fields,
             origin,
         })
     }
@@ -831,6 +854,7 @@ mod tests {
             time: Some(TimeSpec::Field("ts".into())),
             time_format: TimeFormat::Auto,
             max_message_bytes: 1024,
+            trace_header: None,
         };
         (Decoder::new(spec, &schema, 0), temp, kind)
     }
@@ -871,6 +895,7 @@ mod tests {
             time: None,
             time_format: TimeFormat::Auto,
             max_message_bytes: 1024,
+            trace_header: None,
         };
         let d = Decoder::new(spec, &Schema::default(), 0);
         let on = |topic| Envelope {
@@ -955,6 +980,7 @@ mod tests {
             time: Some(TimeSpec::Field(time.into())),
             time_format: TimeFormat::Auto,
             max_message_bytes: 1024,
+            trace_header: None,
         };
         (Decoder::new(spec, &schema, 0), ids)
     }
@@ -1043,6 +1069,7 @@ mod tests {
             time: Some(TimeSpec::Field("ts".into())),
             time_format: TimeFormat::parse(time_format).unwrap(),
             max_message_bytes: 1024,
+            trace_header: None,
         };
         Decoder::new(spec, &Schema::default(), 0)
     }

@@ -408,10 +408,12 @@ impl Reader {
             return Ok(());
         }
         p.high = p.next;
+        let trace = (self.ingest.decoder().trace_header()).and_then(|name| header(message, name));
         let envelope = Envelope {
             topic: Some(message.topic()),
             key: message.key(),
             timestamp: message.timestamp().to_millis(),
+            trace,
             partition: index,
             position: message.offset().max(0) as u64,
         };
@@ -740,6 +742,14 @@ impl Reader {
             tracing::info!("{}: lag {}", self.what, lags.join(", "));
         }
     }
+}
+
+/// The value of a record's header `name`, if it is text.
+fn header<'m>(message: &'m BorrowedMessage, name: &str) -> Option<&'m str> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    let found = headers.iter().find(|h| h.key == name)?;
+    std::str::from_utf8(found.value?).ok()
 }
 
 /// `telemetry/0, telemetry/1`.

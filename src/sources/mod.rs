@@ -125,6 +125,9 @@ impl SourceCommon {
             time: self.time.as_ref().map(|t| TimeSpec::parse(t)),
             time_format: (self.time_format.as_ref()).map_or(TimeFormat::Auto, |f| f.value.clone()),
             max_message_bytes: self.max_message_bytes,
+            trace_header: (self.trace.as_ref())
+                .and_then(|t| t.strip_prefix(crate::event::decode::TRACE_HEADER))
+                .map(str::to_string),
         }
     }
 }
