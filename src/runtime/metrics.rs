@@ -255,23 +255,33 @@ impl Telemetry {
         self.board.as_deref()
     }
 
-    /// Events processed so far by each pipeline, for the dashboard's rates.
+    /// Events its sources have decoded so far, per pipeline, for the
+    /// dashboard's rates: what arrives, not what the operators have done
+    /// (which lags by the reordering tolerance).
     pub fn events_by_pipeline(&self) -> Vec<(String, u64)> {
         let sources = self.sources.lock().map(|s| s.clone()).unwrap_or_default();
-        let mut pipelines: Vec<String> = (sources.iter())
-            .filter_map(|(name, _)| name.split_once('/').map(|(p, _)| p.to_string()))
-            .collect();
-        pipelines.dedup();
-        (pipelines.into_iter())
-            .map(|pipeline| {
-                let labels = PipelineLabels {
-                    pipeline: pipeline.clone(),
-                };
-                let events = self.families.events.get_or_create_owned(&labels).get();
-                (pipeline, events)
-            })
-            .collect()
+        let mut totals: Vec<(String, u64)> = Vec::new();
+        for (name, _) in sources {
+            let Some((pipeline, source)) = name.split_once('/') else {
+                continue;
+            };
+            let labels = ComponentLabels {
+                pipeline: pipeline.to_string(),
+                component: source.to_string(),
+            };
+            let events = self
+                .families
+                .source_events
+                .get_or_create_owned(&labels)
+                .get();
+            match totals.iter_mut().find(|(p, _)| p == pipeline) {
+                Some((_, total)) => *total += events,
+                None => totals.push((pipeline.to_string(), events)),
+            }
+        }
+        totals
     }
+
     /// The metrics in the OpenMetrics text format, which Prometheus reads.
     pub fn render(&self) -> String {
         let mut text = String::new();
