@@ -178,7 +178,7 @@ fn with_a_token_only_health_is_open_and_the_token_is_never_logged() {
     );
     write(dir.path(), "p.yaml", pipeline);
     recording(dir.path());
-    let token = "s3cret-scrape-token";
+    let token = "s3cret/scrape+token";
     let floe = Floe::run_with(
         dir.path(),
         "floe.log",
@@ -200,6 +200,9 @@ fn with_a_token_only_health_is_open_and_the_token_is_never_logged() {
         assert_eq!(get(&url, None).map(|r| r.0), Some(401), "{path}");
         assert_eq!(get(&url, Some("wrong")).map(|r| r.0), Some(401), "{path}");
         assert_eq!(get(&url, Some(token)).map(|r| r.0), Some(200), "{path}");
+        // A browser's page passes it in the query, percent-encoded.
+        let query = format!("{url}?token=s3cret%2Fscrape%2Btoken");
+        assert_eq!(get(&query, None).map(|r| r.0), Some(200), "{path}");
     }
     let (code, log) = floe.stop();
     assert_eq!(code, 0, "{log}");

@@ -11,7 +11,7 @@ mod dashboard;
 use crate::config::Secret;
 use crate::runtime::Telemetry;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -86,6 +86,11 @@ async fn ready(State(shared): State<Shared>) -> Response {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct TokenParam {
+    token: Option<String>,
+}
+
 async fn authorize(State(shared): State<Shared>, request: Request, next: Next) -> Response {
     let Some(token) = &shared.token else {
         return next.run(request).await;
@@ -93,9 +98,11 @@ async fn authorize(State(shared): State<Shared>, request: Request, next: Next) -
     let from_header = (request.headers().get(header::AUTHORIZATION))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let from_query = (request.uri().query().unwrap_or_default().split('&'))
-        .find_map(|pair| pair.strip_prefix("token="));
-    let given = from_header.or(from_query);
+    // Decoded, as the page's encodeURIComponent wrote it.
+    let from_query = Query::<TokenParam>::try_from_uri(request.uri())
+        .ok()
+        .and_then(|q| q.0.token);
+    let given = from_header.or(from_query.as_deref());
     match given.is_some_and(|g| same(g.as_bytes(), token.expose().as_bytes())) {
         true => next.run(request).await,
         false => (

@@ -354,7 +354,7 @@ struct OperatorMetrics {
 
 /// One run's metrics.
 pub struct Metrics {
-    pipeline: String,
+    pipeline: Arc<str>,
     /// The sources' ids.
     names: Vec<String>,
     families: Families,
@@ -472,7 +472,7 @@ impl Metrics {
                 .iter()
                 .map(|n| n.to_string())
                 .collect(),
-            pipeline,
+            pipeline: flow.pipeline.clone(),
             families: telemetry.families.clone(),
             sources,
             operators,
@@ -531,8 +531,7 @@ impl Metrics {
     /// Tells the dashboard what a batch brought.
     pub fn board(&self, news: &mut BoardNews) {
         if let Some(board) = &self.board {
-            let pipeline: Arc<str> = self.pipeline.as_str().into();
-            board.update(&pipeline, &mut news.keys, &mut news.raised);
+            board.update(&self.pipeline, &mut news.keys, &mut news.raised);
         }
     }
 
@@ -551,7 +550,7 @@ impl Metrics {
     /// A worker's gauge of how far behind the wall clock its event time is.
     pub fn event_time_lag(&self, worker: usize) -> Gauge<f64, AtomicU64> {
         let labels = WorkerLabels {
-            pipeline: self.pipeline.clone(),
+            pipeline: self.pipeline.to_string(),
             worker: worker.to_string(),
         };
         self.families.event_time_lag.get_or_create_owned(&labels)
@@ -561,7 +560,7 @@ impl Metrics {
     pub fn dead_letter(&self, source: &str, reason: &'static str) {
         self.report.dead_letters.fetch_add(1, Relaxed);
         let labels = DeadLetterLabels {
-            pipeline: self.pipeline.clone(),
+            pipeline: self.pipeline.to_string(),
             source: source.to_string(),
             reason,
         };

@@ -134,10 +134,6 @@ impl Sender {
 
 /// `mqtt://HOST:PORT` of a URI, without its topic and parameters.
 fn mqtt_base(uri: &mqtt::Uri) -> String {
-    let url = uri.connection.url.value.as_str();
-    let (scheme, rest) = url.split_once("://").unwrap_or(("mqtt", url));
-    format!(
-        "{scheme}://{}",
-        rest.split(['/', '?']).next().unwrap_or(rest)
-    )
+    let scheme = uri.connection.url.split("://").next().unwrap_or("mqtt");
+    format!("{scheme}://{}", uri.connection.broker())
 }
