@@ -349,6 +349,9 @@ struct Partition {
     high: i64,
     /// Event time of the last event read from it.
     event_time: Option<i64>,
+    /// The offset a restored checkpoint placed it at, until a record is
+    /// read: the first record should be that one.
+    sought: Option<i64>,
 }
 
 /// Where the source is: the next offset of every partition it reads.
@@ -394,6 +397,7 @@ impl Reader {
             committed: -1,
             high: -1,
             event_time: None,
+            sought: None,
         });
         i
     }
@@ -402,6 +406,17 @@ impl Reader {
     fn take(&mut self, message: &BorrowedMessage) -> Result<(), SourceError> {
         let index = self.index_of(message.topic(), message.partition());
         let p = &mut self.partitions[index as usize];
+        if let Some(sought) = p.sought.take()
+            && message.offset() > sought
+        {
+            tracing::warn!(
+                "{}: {}/{} resumed at offset {}, not at {sought} where the checkpoint left it: the broker returned nothing in between (expected on a compacted topic or after a transaction; otherwise it skipped records)",
+                self.what,
+                p.topic,
+                p.partition,
+                message.offset()
+            );
+        }
         p.next = message.offset() + 1;
         if message.offset() < p.high {
             self.ingest.count_redelivered(1);
@@ -658,6 +673,7 @@ impl Reader {
                 _ if resume.is_some() => {
                     let next = resume.map_or(0, |&(_, _, next)| next);
                     let _ = restored.add_partition_offset(topic, partition, Offset::Offset(next));
+                    p.sought = Some(next);
                     None
                 }
                 Start::Committed => None,

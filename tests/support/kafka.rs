@@ -39,12 +39,25 @@ pub fn consume(brokers: &str, topic: &str, count: usize) -> Vec<(String, String)
 /// Produces keyed records, waiting for every delivery. Waits while the
 /// brokers are away: nothing is given up on.
 pub fn produce(brokers: &str, topic: &str, records: impl IntoIterator<Item = (String, Vec<u8>)>) {
-    let producer: BaseProducer = ClientConfig::new()
+    produce_with(brokers, topic, records, &[]);
+}
+
+/// As [`produce`], with producer `options` (librdkafka's names).
+pub fn produce_with(
+    brokers: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (String, Vec<u8>)>,
+    options: &[(&str, &str)],
+) {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("message.timeout.ms", "0")
-        .set("linger.ms", "5")
-        .create()
-        .expect("a producer");
+        .set("linger.ms", "5");
+    for (name, value) in options {
+        config.set(*name, *value);
+    }
+    let producer: BaseProducer = config.create().expect("a producer");
     for (key, payload) in records {
         let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
         loop {
