@@ -604,13 +604,13 @@ fn alerts_carry_the_trace_id_from_a_records_header() {
     assert_eq!(code, 0, "{log}");
     assert_eq!(json_lines(&alerts)[0]["trace_id"], trace);
 
-    // Only records have headers.
+    // Only Kafka records and MQTT 5 messages have headers.
     let file = "name: x\nsources:\n  s: {type: file, path: in.jsonl, trace: record.header.traceparent}\nsinks:\n  o: {type: stdout, inputs: [s]}\n";
     write(dir.path(), "bad.yaml", file);
     let out = run_in(dir.path(), &["validate", "bad.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("only kafka sources have records"),
+        stderr(&out).contains("only kafka sources and mqtt sources with `version: 5`"),
         "{}",
         stderr(&out)
     );

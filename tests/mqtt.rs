@@ -697,3 +697,62 @@ fn simulate_stops_at_once_on_sigterm_with_its_broker_there_or_gone() {
         }
     }
 }
+
+/// `trace: record.header.NAME` on an MQTT 5 source takes the correlation
+/// id from a user property, journaled with the message when there is a
+/// state dir; only MQTT 5 has user properties.
+#[test]
+fn alerts_carry_the_trace_id_from_an_mqtt_5_user_property() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = |version: &str| {
+        format!(
+            r#"
+name: traced
+state: {{dir: state}}
+sources:
+  trucks:
+    type: mqtt
+    url: {}
+    version: {version}
+    qos: 1
+    topics: [fleet/+/telemetry]
+    key: topic[1]
+    time: ts
+    trace: record.header.traceparent
+operators:
+  too_warm: {{type: threshold, inputs: [trucks], field: temperature_c, above: 4.0}}
+sinks:
+  alerts: {{type: file, inputs: [too_warm], path: alerts.jsonl}}
+"#,
+            broker.url()
+        )
+    };
+    write(dir.path(), "p.yaml", pipeline("5"));
+    let floe = Floe::run(dir.path(), "floe.log", &["run", "p.yaml"]);
+    floe.wait_for_log("subscribed to fleet/+/telemetry");
+    let trace = "4bf92f3577b34da6a3ce929d0e0736aa";
+    let parent = format!("00-{trace}-00f067aa0ba902b7-01");
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-V", "mqttv5", "-q", "1", "-t", "fleet/t1/telemetry"])
+        .args(["-D", "publish", "user-property", "traceparent", &parent])
+        .args(["-m", &reading("t1", 0, 9.0)])
+        .status()
+        .expect("mosquitto_pub runs");
+    assert!(status.success());
+    let alerts = dir.path().join("alerts.jsonl");
+    let fired = wait_for(Duration::from_secs(20), || !json_lines(&alerts).is_empty());
+    let (code, log) = floe.stop();
+    assert!(fired && code == 0, "exit {code}, no alert:\n{log}");
+    assert_eq!(json_lines(&alerts)[0]["trace_id"], trace);
+
+    write(dir.path(), "v3.yaml", pipeline("3.1.1"));
+    let out = support::run_in(dir.path(), &["validate", "v3.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        support::stderr(&out).contains("mqtt sources with `version: 5`"),
+        "{}",
+        support::stderr(&out)
+    );
+}

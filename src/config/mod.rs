@@ -236,12 +236,12 @@ impl SourceDef {
         let header = (self.common.trace.as_ref())
             .filter(|t| t.starts_with(crate::event::decode::TRACE_HEADER));
         if let Some(trace) = header
-            && !carries.records
+            && !carries.headers
         {
             problem(
                 trace.loc,
                 format!(
-                    "`trace: {}` takes the id from a record's header, and only kafka sources have records",
+                    "`trace: {}` takes the id from a message's header, and only kafka sources and mqtt sources with `version: 5` (user properties) have headers",
                     trace.value
                 ),
             );

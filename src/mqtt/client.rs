@@ -270,6 +270,16 @@ impl Message {
         }
     }
 
+    /// The value of its MQTT 5 user property `name`, if it has one.
+    pub fn user_property(&self, name: &str) -> Option<&str> {
+        match self {
+            Message::V311(_) => None,
+            Message::V5(p) => (p.properties.as_ref()?.user_properties.iter())
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str()),
+        }
+    }
+
     /// Whether the broker says it may have sent it before.
     pub fn redelivered(&self) -> bool {
         match self {

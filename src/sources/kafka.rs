@@ -162,6 +162,7 @@ impl SourceSpec for Config {
         Carries {
             topics: false,
             records: true,
+            headers: true,
         }
     }
 }

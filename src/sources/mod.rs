@@ -92,8 +92,9 @@ pub struct SourceCommon {
     /// At most this many keys from this source at once; events of further
     /// keys are dead-lettered until idle ones are forgotten.
     pub max_keys: Option<usize>,
-    /// The payload field holding a correlation id (dotted for nested
-    /// objects), or a W3C `traceparent`, whose trace id is taken. Alerts
+    /// Where a correlation id is: a payload field (dotted for nested
+    /// objects), or `record.header.NAME` (a Kafka header, an MQTT 5 user
+    /// property); of a W3C `traceparent`, the trace id is taken. Alerts
     /// and dead letters then carry the id of the event behind them.
     pub trace: Option<Spanned<String>>,
 }
@@ -165,6 +166,9 @@ pub struct Carries {
     /// A Kafka record's key and timestamp: `key: record.key`,
     /// `time: record.timestamp`.
     pub records: bool,
+    /// Headers (a Kafka record's, an MQTT 5 message's user properties):
+    /// `trace: record.header.NAME`.
+    pub headers: bool,
 }
 
 /// An opened source.

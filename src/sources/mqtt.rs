@@ -119,6 +119,7 @@ impl SourceSpec for Config {
         Carries {
             topics: true,
             records: false,
+            headers: self.connection.version == mqtt::Version::V5,
         }
     }
 
@@ -298,6 +299,8 @@ fn decode(
             position: 0,
         },
     };
+    // The user property holding correlation ids, if `trace:` names one.
+    let trace = ingest.decoder().trace_header().map(str::to_string);
     loop {
         let item = match rx.try_recv() {
             Ok(item) => item,
@@ -323,31 +326,53 @@ fn decode(
         if message.redelivered() {
             ingest.count_redelivered(1);
         }
-        let position = acks.position();
-        take(
-            &mut ingest,
-            message.topic(),
-            message.payload(),
-            position,
-            broker,
-        )?;
-        acks.taken(&mut ingest, client, message)?;
+        let received = Received {
+            topic: message.topic(),
+            payload: message.payload(),
+            trace: (trace.as_deref()).and_then(|name| message.user_property(name)),
+            position: acks.position(),
+        };
+        take(&mut ingest, received, broker)?;
+        acks.taken(&mut ingest, client, message, trace.as_deref())?;
     }
     acks.settle(&mut ingest, client)?;
     ingest.finish_blocking(&acks.last())?;
     Ok(())
 }
 
-/// Decodes one message and routes its event, or dead-letters it.
-fn take(
-    ingest: &mut Ingest,
-    topic: &str,
-    payload: &[u8],
+/// What the decoder takes from a message, live or replayed.
+#[derive(Clone, Copy)]
+struct Received<'a> {
+    topic: &'a str,
+    payload: &'a [u8],
+    /// The value of the MQTT 5 user property `trace:` names.
+    trace: Option<&'a str>,
+    /// The message's number: its journal sequence number, when journaled.
     position: u64,
-    broker: &str,
-) -> Result<(), SourceError> {
+}
+
+impl<'a> Received<'a> {
+    fn replayed(record: &'a journal::Record) -> Self {
+        Received {
+            topic: &record.topic,
+            payload: &record.payload,
+            trace: record.trace.as_deref(),
+            position: record.seq,
+        }
+    }
+}
+
+/// Decodes one message and routes its event, or dead-letters it.
+fn take(ingest: &mut Ingest, message: Received, broker: &str) -> Result<(), SourceError> {
+    let Received {
+        topic,
+        payload,
+        trace,
+        position,
+    } = message;
     let envelope = Envelope {
         topic: Some(topic),
+        trace,
         position,
         ..Envelope::default()
     };
@@ -399,7 +424,7 @@ impl Journaled {
         let replayed = journal
             .replay(from, |record: journal::Record| {
                 if failed.is_none()
-                    && let Err(e) = take(ingest, &record.topic, &record.payload, record.seq, broker)
+                    && let Err(e) = take(ingest, Received::replayed(&record), broker)
                 {
                     failed = Some(e);
                 }
@@ -462,11 +487,13 @@ impl Acks {
     }
 
     /// The message's event has been routed (or it was dead-lettered).
+    /// `trace` names the user property that holds its correlation id.
     fn taken(
         &mut self,
         ingest: &mut Ingest,
         client: &Client,
         message: Message,
+        trace: Option<&str>,
     ) -> Result<(), SourceError> {
         match self {
             Acks::Routed { unacked, position } => {
@@ -481,7 +508,8 @@ impl Acks {
             Acks::Journaled(j) => {
                 let stopped =
                     |_| SourceError::State("the journal stopped writing (see the log)".into());
-                (j.appender.append(message.topic(), message.payload())).map_err(stopped)?;
+                let trace = trace.and_then(|name| message.user_property(name));
+                (j.appender.append(message.topic(), message.payload(), trace)).map_err(stopped)?;
                 j.appender.when_durable(message).map_err(stopped)?;
                 if ingest.barrier_due() {
                     self.barrier(ingest)?;

@@ -38,6 +38,9 @@ pub struct Record {
     pub seq: u64,
     pub topic: String,
     pub payload: Vec<u8>,
+    /// The correlation id it carried outside its payload (an MQTT 5 user
+    /// property), for the events replayed from it.
+    pub trace: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -45,6 +48,7 @@ struct RecordRef<'a> {
     seq: u64,
     topic: &'a str,
     payload: &'a [u8],
+    trace: Option<&'a str>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -232,12 +236,18 @@ pub struct Stopped;
 impl<T> Appender<T> {
     /// Adds a message to the journal; returns its sequence number. It is
     /// durable once the batch it is in has been written.
-    pub fn append(&mut self, topic: &str, payload: &[u8]) -> Result<u64, Stopped> {
+    pub fn append(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        trace: Option<&str>,
+    ) -> Result<u64, Stopped> {
         let seq = self.next;
         let record = RecordRef {
             seq,
             topic,
             payload,
+            trace,
         };
         self.scratch.clear();
         codec::encode_into(&record, &mut self.scratch).map_err(|_| Stopped)?;
@@ -403,8 +413,10 @@ mod tests {
             .start(move |token: u32| sink.lock().unwrap().push(token))
             .unwrap();
         for i in 0..100u32 {
+            let trace = format!("r{i}");
+            let trace = Some(trace.as_str()).filter(|_| i % 2 == 1);
             let seq = appender
-                .append("fleet/t1", format!("m{i}").as_bytes())
+                .append("fleet/t1", format!("m{i}").as_bytes(), trace)
                 .unwrap();
             appender.when_durable(i).unwrap();
             assert_eq!(seq, u64::from(i) + 1);
@@ -414,12 +426,20 @@ mod tests {
         let after_90 = replayed(dir.path(), 90);
         assert_eq!(after_90.len(), 10);
         assert_eq!(after_90[0], (91, "m90".to_string()));
+        let mut traces = Vec::new();
+        let journal = Journal::open(dir.path()).unwrap();
+        (journal.replay(96, |r| traces.push(r.trace))).unwrap();
+        let expected = ["r97", "r99"].map(|t| Some(t.to_string()));
+        assert_eq!(
+            traces,
+            [None, expected[0].clone(), None, expected[1].clone()]
+        );
         // A second run continues the numbering.
         let mut appender = Journal::open(dir.path())
             .unwrap()
             .start(|_: ()| {})
             .unwrap();
-        assert_eq!(appender.append("t", b"next").unwrap(), 101);
+        assert_eq!(appender.append("t", b"next", None).unwrap(), 101);
     }
 
     #[test]
@@ -430,7 +450,9 @@ mod tests {
             .start(|_: ()| {})
             .unwrap();
         for i in 0..5 {
-            appender.append("t", format!("m{i}").as_bytes()).unwrap();
+            appender
+                .append("t", format!("m{i}").as_bytes(), None)
+                .unwrap();
         }
         drop(appender);
         let file = list(dir.path()).unwrap()[0];
@@ -447,7 +469,7 @@ mod tests {
             .unwrap()
             .start(|_: ()| {})
             .unwrap();
-        assert_eq!(appender.append("t", b"again").unwrap(), 5);
+        assert_eq!(appender.append("t", b"again", None).unwrap(), 5);
         drop(appender);
         let all = replayed(dir.path(), 0);
         assert_eq!(all.last(), Some(&(5, "again".to_string())));
@@ -464,7 +486,7 @@ mod tests {
         for round in 0..3 {
             for i in 0..10 {
                 appender
-                    .append("t", format!("{round}-{i}").as_bytes())
+                    .append("t", format!("{round}-{i}").as_bytes(), None)
                     .unwrap();
             }
             // Forget up to the middle of what was written.
