@@ -209,3 +209,45 @@ fn with_a_token_only_health_is_open_and_the_token_is_never_logged() {
     assert!(log.contains("serving http://"), "{log}");
     assert!(!log.contains(token), "the token was logged:\n{log}");
 }
+
+/// A sink's failed attempts to reach its broker are counted while it is
+/// away; a sink that had no trouble counts none.
+#[test]
+fn a_sink_counts_its_failures_while_its_broker_is_away() {
+    let mut broker = support::broker::Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dispatch = format!(
+        "  dispatch:\n    type: mqtt\n    inputs: [too_warm]\n    url: {}\n    topic: alerts\n",
+        broker.url()
+    );
+    let pipeline = PIPELINE.replace("dead_letter:", &format!("{dispatch}dead_letter:"));
+    write(dir.path(), "p.yaml", pipeline);
+    recording(dir.path());
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let floe = Floe::run(dir.path(), "floe.log", &["run", "p.yaml", "--http", &addr]);
+    let scrape = || {
+        get(&format!("http://{addr}/metrics"), None)
+            .map(|(_, text)| parse(&text))
+            .map(|s| {
+                let of = |metric, sink| value(&s, metric, &[("component", sink)]);
+                [
+                    of("floe_sink_records_total", "dispatch"),
+                    of("floe_sink_failures_total", "dispatch"),
+                    of("floe_sink_failures_total", "alerts"),
+                ]
+            })
+            .unwrap_or_default()
+    };
+    let sending = wait_for(Duration::from_secs(20), || scrape()[0] > 0.0);
+    assert!(sending, "no record reached the mqtt sink:\n{}", floe.log());
+    assert_eq!(scrape()[1], 0.0, "failures counted with the broker up");
+
+    broker.kill();
+    let counted = wait_for(Duration::from_secs(20), || scrape()[1] > 0.0);
+    assert!(counted, "no failure counted:\n{}", floe.log());
+    assert_eq!(scrape()[2], 0.0, "the file sink had no trouble");
+    broker.restart();
+    let (code, log) = floe.stop();
+    assert_eq!(code, 0, "{log}");
+}

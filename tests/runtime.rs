@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 fn opened(dir: &std::path::Path, yaml: &str) -> (Pipeline, Io) {
     let path = support::write(dir, "p.yaml", yaml);
     let pipeline = Pipeline::load(&path).unwrap();
-    let io = Io::open(&pipeline).unwrap();
+    let io = Io::open(&pipeline, &Default::default()).unwrap();
     (pipeline, io)
 }
 

@@ -6,7 +6,7 @@ use crate::event::time;
 use crate::kafka;
 use crate::mqtt::{self, MqttError, Patience, Publisher, QoS, TopicTemplate};
 use crate::pace::{self, Pace};
-use crate::runtime::Shutdown;
+use crate::runtime::{Shutdown, SinkMetrics};
 use crate::sim::run::{self, Limit, Output};
 use crate::sim::{Label, Scenario};
 use crate::sinks::Destination;
@@ -271,9 +271,15 @@ impl MqttOut {
         // broker would keep each run's forever.
         connection.clean_session = connection.client_id.is_none();
         let id = connection.client_id(&format!("floe-simulate-{}", std::process::id()));
-        let publisher =
-            Publisher::start(&connection, id, Path::new("."), "simulate".into(), patience)
-                .map_err(|e| e.to_string())?;
+        let publisher = Publisher::start(
+            &connection,
+            id,
+            Path::new("."),
+            "simulate".into(),
+            patience,
+            SinkMetrics::default(),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(MqttOut {
             publisher: Some(publisher),
             topic,

@@ -19,6 +19,7 @@ pub use yaml::{Node, from_node};
 
 use crate::event::decode::{KeySpec, TimeSpec};
 use crate::operators::OperatorSpec;
+use crate::runtime::{SinkMetrics, Telemetry};
 use crate::sinks::SinkSpec;
 use crate::sources::{SourceCommon, SourceSpec};
 use serde::Deserialize;
@@ -86,13 +87,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
 }
 
 /// What a component learns about its place when it is opened.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     /// The directory relative paths start from: the pipeline file's.
     pub base: &'a Path,
     pub pipeline: &'a str,
     /// The component's id in the pipeline.
     pub id: &'a str,
+    /// The process's metrics, for a sink's retries and failures.
+    pub telemetry: &'a Telemetry,
 }
 
 impl Context<'_> {
@@ -100,6 +103,11 @@ impl Context<'_> {
     /// across restarts, so the broker resumes the component's session.
     pub fn default_client_id(&self) -> String {
         format!("floe-{}-{}", self.pipeline, self.id)
+    }
+
+    /// The metric handles of the sink this context opens.
+    pub fn sink_metrics(&self) -> SinkMetrics {
+        self.telemetry.sink(self.pipeline, self.id)
     }
 }
 

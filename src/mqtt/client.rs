@@ -34,6 +34,9 @@ pub enum Client {
 /// The connection itself; must be polled continuously.
 pub struct EventLoop {
     inner: Inner,
+    /// Publishes sent again on a new connection, having gone unacknowledged
+    /// on the one that dropped.
+    resent: u64,
 }
 
 enum Inner {
@@ -148,6 +151,7 @@ pub fn connect(
                         events: Box::new(events),
                         unsent,
                     },
+                    resent: 0,
                 },
             )
         }
@@ -178,6 +182,7 @@ pub fn connect(
                         events: Box::new(events),
                         unsent,
                     },
+                    resent: 0,
                 },
             )
         }
@@ -290,14 +295,25 @@ impl Message {
 }
 
 impl EventLoop {
+    /// Publishes sent again so far, on a new connection after the one
+    /// they went out on dropped unacknowledged.
+    pub fn resent(&self) -> u64 {
+        self.resent
+    }
+
     /// Drives the connection: connects (or reconnects, after an error),
     /// sends queued requests, and returns the next thing that happened.
     /// Not cancel-safe: always poll to completion.
     pub async fn poll(&mut self) -> Result<Incoming, PollError> {
-        match &mut self.inner {
+        let EventLoop { inner, resent } = self;
+        match inner {
             Inner::V311 { events, unsent } => match events.poll().await {
                 Ok(event) => {
                     if matches!(event, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) {
+                        let publishes = unsent
+                            .iter()
+                            .filter(|r| matches!(r, rumqttc::Request::Publish(_)));
+                        *resent += publishes.count() as u64;
                         events.pending.extend(unsent.drain(..));
                     }
                     Ok(v311_incoming(event))
@@ -310,6 +326,10 @@ impl EventLoop {
             Inner::V5 { events, unsent } => match events.poll().await {
                 Ok(event) => {
                     if matches!(event, v5::Event::Incoming(v5b::Packet::ConnAck(_))) {
+                        let publishes = unsent
+                            .iter()
+                            .filter(|r| matches!(r, v5::Request::Publish(_)));
+                        *resent += publishes.count() as u64;
                         events.pending.extend(unsent.drain(..));
                     }
                     Ok(v5_incoming(event))

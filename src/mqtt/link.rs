@@ -44,6 +44,8 @@ pub struct Link {
     state: Option<Gauge>,
     /// Seconds spent disconnected, added on each reconnection.
     downtime: Option<Counter<f64, AtomicU64>>,
+    /// Failed attempts and dropped connections.
+    failed: Option<Counter>,
 }
 
 impl Link {
@@ -60,7 +62,14 @@ impl Link {
             created: Instant::now(),
             state: None,
             downtime: None,
+            failed: None,
         }
+    }
+
+    /// Counts each failed attempt and dropped connection on `failed`.
+    pub fn counting_failures(mut self, failed: Counter) -> Link {
+        self.failed = Some(failed);
+        self
     }
 
     /// Reports a failed connection on `gauge`, and the time spent
@@ -102,6 +111,9 @@ impl Link {
     /// Records a failed attempt or a dropped connection and returns how
     /// long to wait before the next attempt.
     pub fn failed(&mut self, error: &impl Display) -> Duration {
+        if let Some(failed) = &self.failed {
+            failed.inc();
+        }
         if self.down_since.is_none() {
             self.down_since = Some(Instant::now());
             if let Some(state) = &self.state {

@@ -8,7 +8,8 @@
 
 use super::client::{self, Client};
 use super::{Connection, Incoming, Link, MqttError, QoS};
-use crate::runtime::Shutdown;
+use crate::runtime::{Shutdown, SinkMetrics};
+use prometheus_client::metrics::counter::Counter;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,11 +65,14 @@ impl Publisher {
         base: &Path,
         what: String,
         patience: Patience,
+        metrics: SinkMetrics,
     ) -> Result<Publisher, MqttError> {
         let (client, events) = client::connect(connection, client_id, base, false, BUFFER)?;
         let broker = connection.broker();
         let seen = Arc::new(Seen::default());
-        let link = Link::new(what.clone(), broker.clone()).give_up_after(patience.first_connect);
+        let link = Link::new(what.clone(), broker.clone())
+            .give_up_after(patience.first_connect)
+            .counting_failures(metrics.failures);
         let closing = Shutdown::default();
         if let Some(stop) = patience.stop.clone() {
             // A stop ends the retrying at once, as closing does.
@@ -78,7 +82,13 @@ impl Publisher {
                 closing.request();
             });
         }
-        let driver = tokio::spawn(drive(events, link, seen.clone(), closing.clone()));
+        let driver = tokio::spawn(drive(
+            events,
+            link,
+            seen.clone(),
+            closing.clone(),
+            metrics.retries,
+        ));
         Ok(Publisher {
             client,
             driver: Some(driver),
@@ -230,13 +240,19 @@ async fn drive(
     mut link: Link,
     seen: Arc<Seen>,
     closing: Shutdown,
+    retries: Counter,
 ) -> Result<(), MqttError> {
+    let mut resent = 0;
     while let Some(incoming) = link.next(&mut events, &closing).await? {
         match incoming {
             Incoming::Acknowledged => {
                 seen.acked.fetch_add(1, Ordering::Relaxed);
             }
-            Incoming::Connected { .. } => seen.connected.store(true, Ordering::Relaxed),
+            Incoming::Connected { .. } => {
+                seen.connected.store(true, Ordering::Relaxed);
+                retries.inc_by(events.resent() - resent);
+                resent = events.resent();
+            }
             _ => {}
         }
     }

@@ -92,6 +92,8 @@ struct Families {
     alerts: Counters<AlertLabels>,
     sink_records: Counters<ComponentLabels>,
     sink_queue_batches: Gauges<ComponentLabels>,
+    sink_retries: Counters<ComponentLabels>,
+    sink_failures: Counters<ComponentLabels>,
     dead_letters: Counters<DeadLetterLabels>,
     events: Counters<PipelineLabels>,
     keys_forgotten: Counters<PipelineLabels>,
@@ -122,6 +124,8 @@ impl Default for Telemetry {
             alerts: Default::default(),
             sink_records: Default::default(),
             sink_queue_batches: Default::default(),
+            sink_retries: Default::default(),
+            sink_failures: Default::default(),
             dead_letters: Default::default(),
             events: Default::default(),
             keys_forgotten: Default::default(),
@@ -197,6 +201,16 @@ impl Default for Telemetry {
             f.sink_queue_batches,
         );
         r.register(
+            "floe_sink_retries",
+            "Records a sink sent again after a failed attempt",
+            f.sink_retries,
+        );
+        r.register(
+            "floe_sink_failures",
+            "Failed attempts of a sink to reach or write to its destination",
+            f.sink_failures,
+        );
+        r.register(
             "floe_dead_letters",
             "Messages sent to the dead-letter sink, by source and reason",
             f.dead_letters,
@@ -253,6 +267,22 @@ impl Telemetry {
 
     pub fn board(&self) -> Option<&Board> {
         self.board.as_deref()
+    }
+
+    /// The handles of sink `id` of `pipeline`: for the sink, which counts
+    /// its retries and failures from the moment it opens, and for the run.
+    pub fn sink(&self, pipeline: &str, id: &str) -> SinkMetrics {
+        let f = &self.families;
+        let labels = ComponentLabels {
+            pipeline: pipeline.to_string(),
+            component: id.to_string(),
+        };
+        SinkMetrics {
+            records: f.sink_records.get_or_create_owned(&labels),
+            queue: f.sink_queue_batches.get_or_create_owned(&labels),
+            retries: f.sink_retries.get_or_create_owned(&labels),
+            failures: f.sink_failures.get_or_create_owned(&labels),
+        }
     }
 
     /// Events its sources have decoded so far, per pipeline, for the
@@ -320,6 +350,18 @@ impl ComponentCounts {
     }
 }
 
+/// A sink's handles. The default counts into nothing, for a sink run
+/// outside a pipeline (`floe simulate --to`).
+#[derive(Clone, Debug, Default)]
+pub struct SinkMetrics {
+    pub records: Counter,
+    pub queue: Gauge,
+    /// Records sent again after a failed attempt.
+    pub retries: Counter,
+    /// Failed attempts to reach or write to the destination.
+    pub failures: Counter,
+}
+
 /// A source's handles.
 #[derive(Clone)]
 pub struct SourceMetrics {
@@ -361,7 +403,7 @@ pub struct Metrics {
     sources: Vec<SourceMetrics>,
     /// By component number; `None` for sources.
     operators: Vec<Option<OperatorMetrics>>,
-    sinks: Vec<(Counter, Gauge)>,
+    sinks: Vec<SinkMetrics>,
     events: Counter,
     keys_forgotten: Counter,
     checkpoints: Counter,
@@ -452,11 +494,7 @@ impl Metrics {
             })
             .collect();
         let sinks = (sinks.iter())
-            .map(|id| {
-                let labels = component(id);
-                let records = f.sink_records.get_or_create_owned(&labels);
-                (records, f.sink_queue_batches.get_or_create_owned(&labels))
-            })
+            .map(|id| telemetry.sink(&pipeline, id))
             .collect();
         let run = PipelineLabels {
             pipeline: pipeline.clone(),
@@ -537,9 +575,14 @@ impl Metrics {
 
     /// Counts records handed to sink `sink`, and the batches now waiting.
     pub fn sent(&self, sink: usize, records: usize, queued: usize) {
-        let (sent, queue) = &self.sinks[sink];
-        sent.inc_by(records as u64);
-        queue.set(queued as i64);
+        let sink = &self.sinks[sink];
+        sink.records.inc_by(records as u64);
+        sink.queue.set(queued as i64);
+    }
+
+    /// A sink's handles, for the sink itself.
+    pub fn sink(&self, sink: usize) -> SinkMetrics {
+        self.sinks[sink].clone()
     }
 
     /// An alert's latency, from its event's batch reaching floe.

@@ -29,7 +29,7 @@ pub use dataflow::{Dataflow, Plan};
 pub use dead_letters::DeadLetters;
 pub use field_watch::FieldWatch;
 pub use ingest::{Closed, Ingest};
-pub use metrics::{Metrics, Snapshot, Telemetry};
+pub use metrics::{Metrics, SinkMetrics, Snapshot, Telemetry};
 pub use router::{BATCH, Router, WorkerMsg, worker_for};
 pub use shutdown::Shutdown;
 pub use worker::{Core, KeyCounts, Rejection};
@@ -75,12 +75,13 @@ pub struct Io {
 
 impl Io {
     /// Opens the pipeline's own sources and sinks.
-    pub fn open(p: &Pipeline) -> Result<Io, RuntimeError> {
+    pub fn open(p: &Pipeline, telemetry: &Telemetry) -> Result<Io, RuntimeError> {
         let base = p.resolve(std::path::Path::new(""));
         let context = Context {
             base: &base,
             pipeline: &p.name,
             id: "",
+            telemetry,
         };
         let sources = p
             .sources
@@ -189,10 +190,17 @@ pub async fn run(
 
     let mut sink_txs = Vec::new();
     let mut sink_tasks = Vec::new();
-    for (id, sink) in io.sinks {
+    for (i, (id, sink)) in io.sinks.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         sink_txs.push(tx);
-        sink_tasks.push((id, tokio::spawn(sink.run(rx))));
+        let failures = metrics.sink(i).failures;
+        let run = async move {
+            // The failure that ends a sink counts as one too.
+            sink.run(rx).await.inspect_err(|_| {
+                failures.inc();
+            })
+        };
+        sink_tasks.push((id, tokio::spawn(run)));
     }
 
     let mut restored = vec![Vec::new(); workers];

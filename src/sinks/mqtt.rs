@@ -98,8 +98,15 @@ impl SinkSpec for Config {
     fn open(&self, ctx: &Context) -> Result<Box<dyn Sink>, SinkError> {
         let id = self.connection.client_id(&ctx.default_client_id());
         let what = format!("sink \"{}\"", ctx.id);
-        let publisher =
-            Publisher::start(&self.connection, id, ctx.base, what, Patience::default())?;
+        let metrics = ctx.sink_metrics();
+        let publisher = Publisher::start(
+            &self.connection,
+            id,
+            ctx.base,
+            what,
+            Patience::default(),
+            metrics,
+        )?;
         Ok(Box::new(MqttSink {
             publisher,
             topic: self.topic.clone(),

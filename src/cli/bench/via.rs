@@ -4,7 +4,7 @@
 use crate::config::Context;
 use crate::kafka;
 use crate::mqtt::{self, Patience, Publisher, QoS, TopicTemplate};
-use crate::runtime::Shutdown;
+use crate::runtime::{Shutdown, SinkMetrics, Telemetry};
 use crate::sources::{self, Source};
 use std::path::Path;
 use std::time::Duration;
@@ -76,6 +76,7 @@ impl Via {
             base: Path::new("."),
             pipeline: "bench",
             id: "readings",
+            telemetry: &Telemetry::default(),
         };
         spec.open(&ctx).map_err(|e| e.to_string())
     }
@@ -90,9 +91,15 @@ impl Via {
                 };
                 let id = format!("floe-bench-{run}");
                 let what = "bench".to_string();
-                let publisher =
-                    Publisher::start(&uri.connection, id, Path::new("."), what, patience)
-                        .map_err(|e| e.to_string())?;
+                let publisher = Publisher::start(
+                    &uri.connection,
+                    id,
+                    Path::new("."),
+                    what,
+                    patience,
+                    SinkMetrics::default(),
+                )
+                .map_err(|e| e.to_string())?;
                 let topic = TopicTemplate::parse(&format!("bench/{run}/{{device}}"), &["device"])?;
                 Ok(Sender::Mqtt { publisher, topic })
             }
