@@ -4,6 +4,7 @@
 //! to [`sinks`], as a pipeline file ([`config`]) describes; the [`runtime`]
 //! runs it. See README.md for the user's view.
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod event;

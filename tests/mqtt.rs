@@ -595,7 +595,7 @@ fn a_shared_subscription_splits_the_stream_between_instances() {
 }
 
 #[test]
-fn the_mqtt_sink_loses_nothing_when_the_broker_is_killed() {
+fn the_mqtt_sink_loses_nothing_when_the_broker_goes_down_and_returns() {
     let _alone = load_test();
     let mut broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
@@ -628,7 +628,11 @@ sinks:
     write(dir.path(), "relay.yaml", relay);
     let mut relaying = Floe::run(dir.path(), "relay.log", &["run", "relay.yaml"]);
     std::thread::sleep(Duration::from_secs(4));
-    broker.kill();
+    // Terminated, not killed: mosquitto acknowledges a publish before it
+    // saves it, so a SIGKILL loses, by the broker's design, what it took
+    // and had not yet passed on to a subscriber that fell behind. The
+    // sink's part, sending again what was not acknowledged, is the same.
+    broker.terminate();
     std::thread::sleep(Duration::from_millis(800));
     broker.restart();
     let (code, relay_log) = relaying.wait();

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 fn opened(dir: &std::path::Path, yaml: &str) -> (Pipeline, Io) {
     let path = support::write(dir, "p.yaml", yaml);
     let pipeline = Pipeline::load(&path).unwrap();
-    let io = Io::open(&pipeline, &Default::default()).unwrap();
+    let io = Io::open(&pipeline, &Default::default(), None).unwrap();
     (pipeline, io)
 }
 
@@ -33,6 +33,7 @@ impl Sink for Slow {
     fn run(
         self: Box<Self>,
         mut records: mpsc::Receiver<Batch>,
+        _: floe::runtime::DeadLetters,
     ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {

@@ -177,6 +177,7 @@ impl Sink for Console {
     fn run(
         self: Box<Self>,
         mut records: mpsc::Receiver<Batch>,
+        _: crate::runtime::DeadLetters,
     ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {
@@ -236,6 +237,7 @@ impl Sink for Discard {
     fn run(
         self: Box<Self>,
         mut records: mpsc::Receiver<Batch>,
+        _: crate::runtime::DeadLetters,
     ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {

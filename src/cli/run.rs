@@ -76,8 +76,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
             .start(pipeline.http.as_ref(), options.telemetry.clone())
             .await?;
         let plan = Plan::new(&pipeline);
-        let io =
-            Io::open(&pipeline, &options.telemetry).map_err(|e| Failure::Runtime(e.to_string()))?;
+        let state_dir = options.state.as_ref().map(|s| s.store.dir());
+        let io = Io::open(&pipeline, &options.telemetry, state_dir)
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
         let run = runtime::run(plan, io, options, shutdown).await;
         run.map_err(|e| Failure::Runtime(e.to_string()))
     })?;

@@ -244,6 +244,7 @@ impl Sink for Collect {
     fn run(
         self: Box<Self>,
         mut records: mpsc::Receiver<Batch>,
+        _: crate::runtime::DeadLetters,
     ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {

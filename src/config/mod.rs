@@ -96,6 +96,8 @@ pub struct Context<'a> {
     pub id: &'a str,
     /// The process's metrics, for a sink's retries and failures.
     pub telemetry: &'a Telemetry,
+    /// The run's state dir, if it has one: where a sink keeps its spool.
+    pub state_dir: Option<&'a Path>,
 }
 
 impl Context<'_> {

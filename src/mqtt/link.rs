@@ -9,7 +9,7 @@
 //! but publish, a broker that is not there is an error, not a wait.
 
 use super::{EventLoop, Incoming, MqttError, PollError};
-use crate::rng::Rng;
+use crate::backoff::Backoff;
 use crate::runtime::Shutdown;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -17,10 +17,9 @@ use std::fmt::Display;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-/// Backoff between reconnection attempts: doubling from 100 ms to 30 s,
-/// with jitter so a fleet of clients does not reconnect in step.
-const BACKOFF_MIN_MS: u64 = 100;
-const BACKOFF_MAX_MS: u64 = 30_000;
+/// Backoff between reconnection attempts: doubling from 100 ms to 30 s.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub struct Link {
@@ -28,10 +27,7 @@ pub struct Link {
     what: String,
     broker: String,
     down_since: Option<Instant>,
-    /// Consecutive failed attempts, for the backoff.
-    failures: u32,
-    /// Jitter; seeded from the clock so clients differ.
-    rng: Rng,
+    backoff: Backoff,
     /// Connections made, the first included.
     connects: u64,
     /// Milliseconds spent disconnected before the current connection.
@@ -54,8 +50,7 @@ impl Link {
             what: what.into(),
             broker: broker.into(),
             down_since: None,
-            failures: 0,
-            rng: Rng::new(crate::event::time::now_ms() as u64 ^ u64::from(std::process::id())),
+            backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
             connects: 0,
             down_ms: 0,
             first_connect_limit: None,
@@ -105,7 +100,7 @@ impl Link {
             }
             None => tracing::info!("{}: connected to {}", self.what, self.broker),
         }
-        self.failures = 0;
+        self.backoff.reset();
     }
 
     /// Records a failed attempt or a dropped connection and returns how
@@ -136,9 +131,7 @@ impl Link {
                 self.broker
             );
         }
-        self.failures = self.failures.saturating_add(1);
-        let ceiling = (BACKOFF_MIN_MS << self.failures.min(16)).min(BACKOFF_MAX_MS) as f64;
-        Duration::from_millis(self.rng.range(ceiling / 2.0, ceiling) as u64)
+        self.backoff.failed()
     }
 
     /// The component, as logs name it.

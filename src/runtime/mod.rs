@@ -75,13 +75,18 @@ pub struct Io {
 
 impl Io {
     /// Opens the pipeline's own sources and sinks.
-    pub fn open(p: &Pipeline, telemetry: &Telemetry) -> Result<Io, RuntimeError> {
+    pub fn open(
+        p: &Pipeline,
+        telemetry: &Telemetry,
+        state_dir: Option<&std::path::Path>,
+    ) -> Result<Io, RuntimeError> {
         let base = p.resolve(std::path::Path::new(""));
         let context = Context {
             base: &base,
             pipeline: &p.name,
             id: "",
             telemetry,
+            state_dir,
         };
         let sources = p
             .sources
@@ -185,7 +190,11 @@ pub async fn run(
     };
 
     let (dead_tx, dead_rx) = mpsc::channel(CHANNEL_BATCHES * 64);
-    let dead_letter_task = tokio::spawn(io.dead_letter.run(dead_rx));
+    // The dead-letter sink has nowhere to send what it cannot write: its
+    // own handle would keep its channel open for ever.
+    let (nowhere, _) = mpsc::channel(1);
+    let nowhere = DeadLetters::new(nowhere, metrics.clone());
+    let dead_letter_task = tokio::spawn(io.dead_letter.run(dead_rx, nowhere));
     let dead_letters = DeadLetters::new(dead_tx, metrics.clone());
 
     let mut sink_txs = Vec::new();
@@ -194,9 +203,10 @@ pub async fn run(
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         sink_txs.push(tx);
         let failures = metrics.sink(i).failures;
+        let dead = dead_letters.clone();
         let run = async move {
             // The failure that ends a sink counts as one too.
-            sink.run(rx).await.inspect_err(|_| {
+            sink.run(rx, dead).await.inspect_err(|_| {
                 failures.inc();
             })
         };

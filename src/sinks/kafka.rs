@@ -80,6 +80,7 @@ impl Sink for KafkaSink {
     fn run(
         mut self: Box<Self>,
         mut records: mpsc::Receiver<Batch>,
+        _: crate::runtime::DeadLetters,
     ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {

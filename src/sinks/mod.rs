@@ -9,11 +9,12 @@ pub mod file;
 pub mod kafka;
 pub mod mqtt;
 pub mod stdout;
+pub mod webhook;
 
 use crate::config::{ConfigError, Context, Node, Registry, from_node};
 use crate::event::Key;
 use crate::runtime::Ack;
-use crate::runtime::BoxFuture;
+use crate::runtime::{BoxFuture, DeadLetters};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::io::Write;
@@ -29,8 +30,9 @@ pub const REGISTRY: Registry<dyn SinkSpec> = Registry {
         ("file", spec::<file::Config>),
         ("mqtt", mqtt::Config::parse),
         ("kafka", spec::<kafka::Config>),
+        ("webhook", spec::<webhook::Config>),
     ],
-    planned: &["webhook"],
+    planned: &[],
 };
 
 fn spec<C: SinkSpec + DeserializeOwned + 'static>(
@@ -124,8 +126,13 @@ pub trait SinkSpec: Debug + Send + Sync {
 
 /// An opened sink.
 pub trait Sink: Send {
-    /// Writes batches until the channel closes, then flushes.
-    fn run(self: Box<Self>, records: mpsc::Receiver<Batch>) -> BoxFuture<Result<(), SinkError>>;
+    /// Writes batches until the channel closes, then flushes. What the
+    /// destination refuses for good goes to `dead_letters`.
+    fn run(
+        self: Box<Self>,
+        records: mpsc::Receiver<Batch>,
+        dead_letters: DeadLetters,
+    ) -> BoxFuture<Result<(), SinkError>>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +147,8 @@ pub enum SinkError {
         what: String,
         source: std::io::Error,
     },
+    #[error("{what}: {reason}")]
+    Failed { what: String, reason: String },
     #[error(transparent)]
     Mqtt(#[from] crate::mqtt::MqttError),
     #[error(transparent)]
@@ -206,7 +215,11 @@ impl LinesSink {
 }
 
 impl Sink for LinesSink {
-    fn run(self: Box<Self>, records: mpsc::Receiver<Batch>) -> BoxFuture<Result<(), SinkError>> {
+    fn run(
+        self: Box<Self>,
+        records: mpsc::Receiver<Batch>,
+        _: DeadLetters,
+    ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
             let what = self.what.clone();
             let result = tokio::task::spawn_blocking(move || self.write_all(records)).await;

@@ -129,6 +129,7 @@ impl Sink for MqttSink {
     fn run(
         mut self: Box<Self>,
         mut records: mpsc::Receiver<Batch>,
+        _: crate::runtime::DeadLetters,
     ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {

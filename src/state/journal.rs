@@ -21,7 +21,7 @@ use super::codec;
 use super::store::StateError;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -303,6 +303,102 @@ impl<T> Drop for Appender<T> {
         self.tx.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Reads a journal's records in order while they are being written: for a
+/// sink that delivers from its own spool. It reads only up to the record
+/// the writer last reported durable; past it a frame may be half-written.
+pub struct Tail {
+    dir: PathBuf,
+    /// The file being read, by its first sequence number.
+    file: Option<(u64, File)>,
+    /// Bytes read from the file and not yet taken.
+    buf: Vec<u8>,
+    /// The sequence number of the last record taken.
+    after: u64,
+}
+
+impl Tail {
+    /// A reader of the records of `dir` after `after`.
+    pub fn new(dir: &Path, after: u64) -> Tail {
+        Tail {
+            dir: dir.to_path_buf(),
+            file: None,
+            buf: Vec::new(),
+            after,
+        }
+    }
+
+    /// The last record taken.
+    pub fn after(&self) -> u64 {
+        self.after
+    }
+
+    /// Up to `limit` records after the last one taken, none past `durable`.
+    pub fn read(&mut self, durable: u64, limit: usize) -> Result<Vec<Record>, StateError> {
+        let mut records = Vec::new();
+        while records.len() < limit && self.after < durable {
+            if !self.take(durable, limit, &mut records)? && !self.read_more()? {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Takes the whole records buffered; false if there were none.
+    fn take(
+        &mut self,
+        durable: u64,
+        limit: usize,
+        records: &mut Vec<Record>,
+    ) -> Result<bool, StateError> {
+        let (mut at, before) = (0, records.len());
+        while records.len() < limit {
+            let Ok(Some((payload, used))) = codec::read_frame(&self.buf[at..]) else {
+                break;
+            };
+            let record = codec::decode::<Record>(payload)?;
+            if record.seq > durable {
+                break;
+            }
+            at += used;
+            if record.seq > self.after {
+                self.after = record.seq;
+                records.push(record);
+            }
+        }
+        self.buf.drain(..at);
+        Ok(records.len() > before)
+    }
+
+    /// Reads what was added to the file, or moves on to the next file once
+    /// the writer has started one; false if there is nothing new yet.
+    fn read_more(&mut self) -> Result<bool, StateError> {
+        if let Some((_, file)) = &mut self.file {
+            let read = file
+                .read_to_end(&mut self.buf)
+                .map_err(io_error(&self.dir))?;
+            if read > 0 {
+                return Ok(true);
+            }
+        }
+        // The file to read is the last to start at or before the next record.
+        let files = list(&self.dir)?;
+        let next = self.after + 1;
+        let target = (files.iter().rev().find(|&&first| first <= next))
+            .or(files.first())
+            .copied();
+        match (target, &self.file) {
+            (Some(first), Some((current, _))) if first <= *current => Ok(false),
+            (Some(first), _) => {
+                let path = self.dir.join(format!("{first:020}.wal"));
+                self.file = Some((first, File::open(&path).map_err(io_error(&path))?));
+                self.buf.clear();
+                Ok(true)
+            }
+            (None, _) => Ok(false),
         }
     }
 }

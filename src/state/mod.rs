@@ -1,13 +1,15 @@
 //! Durable state under `--state-dir`: checkpoints of every key's operator
 //! state with the sources' positions ([`store`]), and the write-ahead
 //! journal that lets an MQTT source acknowledge messages before a
-//! checkpoint covers them ([`journal`]).
+//! checkpoint covers them ([`journal`]), and the spool in which a sink
+//! keeps what it has not delivered yet ([`spool`]).
 //!
 //! This module only reads and writes files; the runtime decides what goes
 //! in them and when (see `runtime::checkpoint`).
 
 pub mod codec;
 pub mod journal;
+pub mod spool;
 pub mod store;
 
 pub use codec::CodecError;

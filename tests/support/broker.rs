@@ -75,6 +75,16 @@ impl Mosquitto {
         }
     }
 
+    /// SIGTERM: it saves what it holds before it exits.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts it again on the same port, from what it saved.
     pub fn restart(&mut self) {
         self.kill();

@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod kafka;
+pub mod receiver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -491,6 +491,7 @@ impl Sink for Arc<Latencies> {
     fn run(
         self: Box<Self>,
         mut records: mpsc::Receiver<Batch>,
+        _: crate::runtime::DeadLetters,
     ) -> BoxFuture<Result<(), SinkError>> {
         Box::pin(async move {
             while let Some(batch) = records.recv().await {

@@ -77,6 +77,7 @@ impl Via {
             pipeline: "bench",
             id: "readings",
             telemetry: &Telemetry::default(),
+            state_dir: None,
         };
         spec.open(&ctx).map_err(|e| e.to_string())
     }
