@@ -169,3 +169,56 @@ fn a_refused_alert_is_dead_lettered_once_and_retry_after_is_honoured() {
     let outputs = log + &std::fs::read_to_string(dir.path().join("dead.jsonl")).unwrap();
     assert!(!outputs.contains(TOKEN), "the token leaked:\n{outputs}");
 }
+
+/// An alert the rule's notification policy held back is recorded by the
+/// file sink and not sent by the webhook.
+#[test]
+fn alerts_held_back_by_a_cooldown_are_recorded_but_not_sent() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Warm at minutes 0 and 5, each for a minute: the second episode
+    // starts 4 minutes after the first resolved.
+    let lines: Vec<String> = [(0, 6.0), (1, 2.0), (5, 6.0), (6, 2.0), (20, 6.0)]
+        .iter()
+        .map(|(minute, temp)| {
+            format!(
+                r#"{{"device":"t1","ts":"{}","temperature_c":{temp}}}"#,
+                rfc3339(START + minute * 60_000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n") + "\n");
+    let yaml = pipeline(&receiver.url("/alerts"), "")
+        .replace("SPEED", "0")
+        .replace("clear_below: 3.0}", "clear_below: 3.0, cooldown: 10m}");
+    write(dir.path(), "p.yaml", yaml);
+    let env = [("HOOK_TOKEN", TOKEN)];
+    let mut floe = Floe::run_with(dir.path(), "floe.log", &["run", "p.yaml"], &env);
+    let (code, log) = floe.wait();
+    assert_eq!(code, 0, "{log}");
+
+    let archived = json_lines(&dir.path().join("alerts.jsonl"));
+    let recorded: Vec<(&str, &str)> = (archived.iter())
+        .map(|a| {
+            let why = a["suppressed"].as_str().unwrap_or("-");
+            (a["state"].as_str().unwrap_or_default(), why)
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            ("firing", "-"),
+            ("resolved", "-"),
+            ("firing", "cooldown"),
+            ("resolved", "cooldown"),
+            ("firing", "-")
+        ]
+    );
+    let sent: Vec<Value> = alerts_received(&receiver);
+    let sent_ids: Vec<&Value> = sent.iter().map(|a| &a["alert_id"]).collect();
+    let expected: Vec<&Value> = (archived.iter())
+        .filter(|a| a["suppressed"].is_null())
+        .map(|a| &a["alert_id"])
+        .collect();
+    assert_eq!(sent_ids, expected);
+}

@@ -291,12 +291,10 @@ pub type SinkDef = TakerDef<dyn SinkSpec>;
 /// keys) into its spec.
 pub type ParseFn<T> = fn(&Node) -> Result<Box<T>, Vec<ConfigError>>;
 
-/// One section's component types: the built ones, and the ones planned but
-/// not built yet (named so the error can say so instead of "unknown").
+/// One section's component types, by the name pipelines use in `type:`.
 pub struct Registry<T: ?Sized + 'static> {
     pub section: &'static str,
     pub built: &'static [(&'static str, ParseFn<T>)],
-    pub planned: &'static [&'static str],
 }
 
 impl<T: ?Sized> Registry<T> {
@@ -313,24 +311,15 @@ impl<T: ?Sized> Registry<T> {
         {
             return parse(node);
         }
-        let message = if self.planned.contains(&type_name.as_str()) {
-            format!(
-                "{} type `{}` is not available in this version of floe yet",
-                self.section, type_name.value
-            )
-        } else {
-            let names = self.built.iter().map(|(name, _)| *name);
-            let hint = did_you_mean(type_name, names.clone());
-            let hint = if hint.is_empty() {
-                format!(
-                    ", expected one of: {}",
-                    names.collect::<Vec<_>>().join(", ")
-                )
-            } else {
-                hint
-            };
-            format!("unknown {} type `{}`{hint}", self.section, type_name.value)
+        let names = self.built.iter().map(|(name, _)| *name);
+        let hint = match did_you_mean(type_name, names.clone()) {
+            hint if hint.is_empty() => format!(
+                ", expected one of: {}",
+                names.collect::<Vec<_>>().join(", ")
+            ),
+            hint => hint,
         };
+        let message = format!("unknown {} type `{}`{hint}", self.section, type_name.value);
         Err(vec![ConfigError::at(type_name.loc, message)])
     }
 }

@@ -5,8 +5,10 @@
 //! `severity`, `message` and `resolved_message` are split off an alerting
 //! operator's entry before its own options are read (as the MQTT
 //! connection keys are for the MQTT components), so they are declared,
-//! documented and checked here once for every such operator.
+//! documented and checked here once for every such operator; so are the
+//! notification policy's keys (see [`super::notify`]).
 
+use super::notify::{POLICY_KEYS, Policy};
 use super::{BuildContext, Emits, FieldRef, KeyedOperator, OperatorSpec};
 use crate::config::{ConfigError, Node, Spanned, closest, from_node};
 use crate::event::template::{BUILT_INS, Template};
@@ -64,6 +66,7 @@ pub trait AlertingSpec: Debug + Send + Sync {
 pub struct Alerting<C> {
     own: C,
     wording: Wording,
+    policy: Policy,
 }
 
 /// Parses an alerting operator's entry: the wording keys into a
@@ -71,21 +74,28 @@ pub struct Alerting<C> {
 pub fn spec<C: AlertingSpec + DeserializeOwned + 'static>(
     node: &Node,
 ) -> Result<Box<dyn OperatorSpec>, Vec<ConfigError>> {
+    let shared: Vec<&str> = WORDING_KEYS.iter().chain(POLICY_KEYS).copied().collect();
     let wording = from_node::<Wording>(&node.only(WORDING_KEYS));
-    // The operator's options do not know the wording keys, so their typos
+    let policy = from_node::<Policy>(&node.only(POLICY_KEYS));
+    // The operator's options do not know the shared keys, so their typos
     // (`mesage`) get the hint here.
-    let own = from_node::<C>(&node.without(WORDING_KEYS)).map_err(|errors| {
+    let own = from_node::<C>(&node.without(&shared)).map_err(|errors| {
         errors
             .into_iter()
-            .map(|e| e.hint_field(WORDING_KEYS))
+            .map(|e| e.hint_field(&shared))
             .collect::<Vec<_>>()
     });
-    match (own, wording) {
-        (Ok(own), Ok(wording)) => super::checked(Box::new(Alerting { own, wording })),
-        (own, wording) => Err(own
+    match (own, wording, policy) {
+        (Ok(own), Ok(wording), Ok(policy)) => super::checked(Box::new(Alerting {
+            own,
+            wording,
+            policy,
+        })),
+        (own, wording, policy) => Err(own
             .err()
             .into_iter()
             .chain(wording.err())
+            .chain(policy.err())
             .flatten()
             .collect()),
     }
@@ -139,7 +149,8 @@ impl<C: AlertingSpec> OperatorSpec for Alerting<C> {
             resolved: resolved.map(|r| r.value.clone()),
             message,
         };
-        self.own.build(ctx, rule)
+        let id = ctx.id.to_string();
+        self.policy.wrap(&id, self.own.build(ctx, rule))
     }
 }
 

@@ -19,6 +19,7 @@ mod expr;
 pub mod filter;
 pub mod forecast;
 pub mod jump;
+pub mod notify;
 pub mod rolling;
 pub mod threshold;
 pub mod window;
@@ -44,7 +45,6 @@ pub const REGISTRY: Registry<dyn OperatorSpec> = Registry {
         ("jump", alerting::spec::<jump::Config>),
         ("dedup", spec::<dedup::Config>),
     ],
-    planned: &[],
 };
 
 fn spec<C: OperatorSpec + DeserializeOwned + 'static>(

@@ -111,6 +111,7 @@ impl DeadLetters {
             key: Key::default(),
             component: source.into(),
             is_alert: false,
+            suppressed: false,
         })
     }
 }

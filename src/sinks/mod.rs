@@ -32,7 +32,6 @@ pub const REGISTRY: Registry<dyn SinkSpec> = Registry {
         ("kafka", spec::<kafka::Config>),
         ("webhook", spec::<webhook::Config>),
     ],
-    planned: &[],
 };
 
 fn spec<C: SinkSpec + DeserializeOwned + 'static>(
@@ -93,6 +92,9 @@ pub struct Record {
     /// The operator or source that produced it (an alert's `rule`).
     pub component: Arc<str>,
     pub is_alert: bool,
+    /// Held back by its rule's notification policy (cooldown, flapping):
+    /// recorded, not sent to people (the `webhook` sink skips it).
+    pub suppressed: bool,
 }
 
 /// What travels to a sink: records, and the acknowledgements it gives back

@@ -27,7 +27,9 @@
 //! receiver that is down holds the pipeline back until it is up. Either
 //! way alerts go out in the order they came, one request at a time.
 //!
-//! Header values are secrets: they are never logged or dead-lettered.
+//! Alerts a rule's notification policy held back (`suppressed`, see
+//! [`crate::operators::notify`]) are not sent. Header values are secrets:
+//! they are never logged or dead-lettered.
 
 use super::{Batch, Sink, SinkError, SinkSpec};
 use crate::backoff::Backoff;
@@ -450,6 +452,7 @@ impl WebhookSink {
     ) -> Result<(), SinkError> {
         while let Some(batch) = records.recv().await {
             let items: Vec<(String, &[u8])> = (batch.records.iter())
+                .filter(|r| !r.suppressed)
                 .map(|r| (self.url(r), r.line.as_bytes()))
                 .collect();
             for request in requests(&items, self.batch) {
@@ -478,7 +481,7 @@ impl WebhookSink {
         let deliverer = tokio::spawn(this.clone().deliver(unsent, dead, ended.clone()));
         let spooling = tokio::task::spawn_blocking(move || {
             while let Some(batch) = records.blocking_recv() {
-                for record in &batch.records {
+                for record in batch.records.iter().filter(|r| !r.suppressed) {
                     spool.append(&this.url(record), record.line.as_bytes())?;
                 }
                 spool.commit(batch.acks)?;

@@ -27,7 +27,6 @@ pub const REGISTRY: Registry<dyn SourceSpec> = Registry {
         ("mqtt", mqtt::Config::parse),
         ("sim", spec::<sim::Config>),
     ],
-    planned: &[],
 };
 
 fn spec<C: SourceSpec + DeserializeOwned + 'static>(

@@ -3,6 +3,7 @@
 
 use crate::config::Duration;
 use crate::event::{Event, Key, Value, time};
+use crate::operators::notify::SUPPRESSED;
 use crate::operators::{Emitter, KeyedOperator, Output};
 use crate::runtime::Ack;
 use crate::runtime::board::Raised;
@@ -509,6 +510,7 @@ impl Core {
                 key: event.key.clone(),
                 component: flow.names[component].clone(),
                 is_alert: false,
+                suppressed: false,
             });
             if component >= flow.sources {
                 self.counts.outputs += 1;
@@ -567,11 +569,13 @@ impl Core {
                             line: line.as_str().into(),
                         });
                     }
+                    let suppressed = (alert.details.iter()).any(|(name, _)| *name == SUPPRESSED);
                     let record = Arc::new(Record {
                         line,
                         key: alert.key,
                         component: alert.rule,
                         is_alert: true,
+                        suppressed,
                     });
                     for &s in sinks {
                         self.outbox[s].push(record.clone());
