@@ -14,11 +14,13 @@ use support::{json_lines, rfc3339, write};
 
 const START: i64 = 1_795_428_000_000; // 2026-11-23T10:00:00Z
 
-/// Held by the tests that kill a broker under load, so they do not run at
-/// the same time. mosquitto acknowledges a QoS 1 publish before it is on
-/// disk: a SIGKILL loses what arrived since its last save and was not yet
-/// delivered. A floe starved of CPU by a parallel load test falls behind
-/// and leaves such messages queued in the broker; alone, it keeps up.
+/// Held by the tests that stop a broker under load, so they do not run at
+/// the same time. They stop mosquitto with SIGTERM, which saves what it
+/// holds: it acknowledges a QoS 1 publish before it is on disk, so a
+/// SIGKILL loses, by the broker's design, what arrived since its last save
+/// and was not yet delivered, and a floe starved of CPU (by a parallel
+/// test, or a loaded CI machine) leaves such messages queued there. What
+/// these tests check is floe's part: nothing unacknowledged is given up.
 static LOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn load_test() -> std::sync::MutexGuard<'static, ()> {
@@ -265,7 +267,7 @@ fn a_floe_restart_loses_nothing_published_while_it_was_down() {
 }
 
 #[test]
-fn a_broker_killed_twice_mid_stream_loses_nothing() {
+fn a_broker_going_down_twice_mid_stream_loses_nothing() {
     let _alone = load_test();
     let mut broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
@@ -285,9 +287,10 @@ fn a_broker_killed_twice_mid_stream_loses_nothing() {
         .stderr(log)
         .spawn()
         .unwrap();
+    // Terminated, not killed (see `LOAD`).
     for _ in 0..2 {
         std::thread::sleep(Duration::from_secs(5));
-        broker.kill();
+        broker.terminate();
         std::thread::sleep(Duration::from_millis(800));
         broker.restart();
     }
@@ -312,7 +315,7 @@ fn a_broker_killed_twice_mid_stream_loses_nothing() {
     assert_eq!(t.distinct, 100_000, "readings lost:\n{log}");
     assert_eq!(t.counted as usize, t.seen, "windows and events disagree");
     eprintln!(
-        "broker killed twice: {} duplicates of 100,000 readings; floe said: {}",
+        "broker down twice: {} duplicates of 100,000 readings; floe said: {}",
         t.seen - t.distinct,
         log.lines().last().unwrap_or_default()
     );
@@ -628,10 +631,7 @@ sinks:
     write(dir.path(), "relay.yaml", relay);
     let mut relaying = Floe::run(dir.path(), "relay.log", &["run", "relay.yaml"]);
     std::thread::sleep(Duration::from_secs(4));
-    // Terminated, not killed: mosquitto acknowledges a publish before it
-    // saves it, so a SIGKILL loses, by the broker's design, what it took
-    // and had not yet passed on to a subscriber that fell behind. The
-    // sink's part, sending again what was not acknowledged, is the same.
+    // Terminated, not killed (see `LOAD`).
     broker.terminate();
     std::thread::sleep(Duration::from_millis(800));
     broker.restart();

@@ -61,6 +61,9 @@ pub struct Alert {
     pub episode_start: i64,
     pub value: f64,
     pub message: String,
+    /// The level the episode moved from, when this alert says its level
+    /// changed (a `threshold` with `warning` and `critical`).
+    pub previous: Option<Severity>,
     /// Operator-specific details, appended to the JSON object.
     pub details: Vec<(&'static str, Value)>,
 }
@@ -69,13 +72,17 @@ impl Alert {
     /// The deterministic id: the same pipeline over the same input gives the
     /// same ids, so a replay or restart can be de-duplicated downstream.
     pub fn id(&self, pipeline: &str) -> Uuid {
-        let name = format!(
+        let mut name = format!(
             "{pipeline}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
             self.rule,
             self.key,
             self.episode_start,
             self.state.as_str()
         );
+        // A level change is one more alert of its episode.
+        if self.previous.is_some() {
+            name += &format!("\u{1f}{}\u{1f}{}", self.severity.as_str(), self.event_time);
+        }
         Uuid::new_v5(&ALERT_NAMESPACE, name.as_bytes())
     }
 
@@ -93,6 +100,9 @@ impl Alert {
             map.serialize_entry("emitted_at", &time::format_rfc3339(emitted_at))?;
             map.serialize_entry("value", &Value::Num(self.value))?;
             map.serialize_entry("message", &self.message)?;
+            if let Some(previous) = self.previous {
+                map.serialize_entry("previous_severity", previous.as_str())?;
+            }
             for (name, value) in &self.details {
                 map.serialize_entry(name, value)?;
             }
@@ -115,6 +125,7 @@ mod tests {
             episode_start,
             value: 4.6,
             message: "hot".into(),
+            previous: None,
             details: vec![],
         }
     }

@@ -211,6 +211,7 @@ impl Rule {
             episode_start,
             value,
             message,
+            previous: None,
             details: vars.to_vec(),
         }
     }

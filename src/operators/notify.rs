@@ -141,6 +141,7 @@ impl Kept {
             episode_start: self.episode_start,
             value: self.value,
             message: self.message.clone(),
+            previous: None,
             details,
         }
     }

@@ -17,6 +17,17 @@
 //! clear level. A reading that ends the excursion before `for` has passed
 //! (a spike) gives nothing.
 //!
+//! Two levels instead of one limit (Kapacitor's warn and crit, with their
+//! resets): each level is such a condition of its own, and one episode
+//! moves between them. It fires at the highest level that holds, says so
+//! again (`firing`, with `previous_severity`) each time that level
+//! changes, and resolves once no level holds.
+//!
+//! ```yaml
+//!   warning: {above: 3.0, for: 5m, clear_below: 2.5}
+//!   critical: {above: 4.0, for: 2m, clear_below: 3.5}
+//! ```
+//!
 //! Levels may come from the data, for limits per asset: `above:
 //! setpoint_c + 2` is evaluated on each reading (see `expr.rs`), and a
 //! reading it cannot be evaluated on leaves the episode as it is.
@@ -24,9 +35,9 @@
 use super::alerting::{AlertingSpec, Episode, Rule};
 use super::expr::Expr;
 use super::{BuildContext, Emitter, FieldRef, Keyed, KeyedOperator, Operator};
-use crate::config::{ConfigError, Duration, Spanned};
-use crate::event::{AlertState, Event, FieldId, Value};
-use serde::Deserialize;
+use crate::config::{ConfigError, Duration, Loc, Spanned};
+use crate::event::{AlertState, Event, FieldId, Severity, Value};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +56,22 @@ pub struct Config {
     /// as the limit is). Default: the limit.
     clear_below: Option<Spanned<String>>,
     /// With `below`: resolve only once the value is above this. Default: the limit.
+    clear_above: Option<Spanned<String>>,
+    /// The lower of two levels, instead of the options above.
+    warning: Option<Level>,
+    /// The higher of two levels.
+    critical: Option<Level>,
+}
+
+/// One level's condition: the options a single-level threshold takes.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Level {
+    above: Option<Spanned<String>>,
+    below: Option<Spanned<String>>,
+    #[serde(default, rename = "for")]
+    hold: Duration,
+    clear_below: Option<Spanned<String>>,
     clear_above: Option<Spanned<String>>,
 }
 
@@ -72,31 +99,123 @@ impl Side {
     }
 }
 
-/// A limit as written, and its clear level with the option naming it.
-struct Levels<'a> {
+/// A level's limit as written, and its clear level with the option naming it.
+struct Written<'a> {
     side: Side,
     limit: &'a Spanned<String>,
     clear: Option<(&'static str, &'a Spanned<String>)>,
 }
 
 impl Config {
-    /// The levels, once `check` has found one limit.
-    fn levels(&self) -> Option<Levels<'_>> {
+    /// The levels, by severity; the single level has the rule's.
+    fn levels(&self) -> Vec<(Option<Severity>, Level)> {
+        let two = [
+            (Severity::Warning, &self.warning),
+            (Severity::Critical, &self.critical),
+        ];
+        let leveled: Vec<_> = (two.into_iter())
+            .filter_map(|(severity, level)| Some((Some(severity), level.clone()?)))
+            .collect();
+        if !leveled.is_empty() {
+            return leveled;
+        }
+        let single = Level {
+            above: self.above.clone(),
+            below: self.below.clone(),
+            hold: self.hold,
+            clear_below: self.clear_below.clone(),
+            clear_above: self.clear_above.clone(),
+        };
+        vec![(None, single)]
+    }
+}
+
+impl Level {
+    /// The limit and clear level, once `check` has found one limit.
+    fn written(&self) -> Option<Written<'_>> {
         let (side, limit, clear) = match (&self.above, &self.below) {
             (Some(limit), _) => (Side::Above, limit, ("clear_below", &self.clear_below)),
             (None, Some(limit)) => (Side::Below, limit, ("clear_above", &self.clear_above)),
             (None, None) => return None,
         };
         let (name, clear) = clear;
-        Some(Levels {
+        Some(Written {
             side,
             limit,
             clear: clear.as_ref().map(|text| (name, text)),
         })
     }
+
+    fn options(&self) -> [&Option<Spanned<String>>; 4] {
+        [
+            &self.above,
+            &self.below,
+            &self.clear_below,
+            &self.clear_above,
+        ]
+    }
+
+    /// Problems of this level; `loc` is where to report a missing limit.
+    fn check(&self, loc: Loc) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |loc, message: &str| problems.push(ConfigError::at(loc, message));
+        match (&self.above, &self.below) {
+            (None, None) => problem(loc, "give `above` or `below`"),
+            (Some(_), Some(b)) => problem(b.loc, "give `above` or `below`, not both"),
+            _ => {}
+        }
+        if let (None, Some(clear)) = (&self.above, &self.clear_below) {
+            problem(clear.loc, "`clear_below` goes with `above`");
+        }
+        if let (None, Some(clear)) = (&self.below, &self.clear_above) {
+            problem(clear.loc, "`clear_above` goes with `below`");
+        }
+        let Some(written) = self.written() else {
+            return problems;
+        };
+        let (limit, clear) = (written.limit(), written.clear());
+        // Levels from the data can only be compared when they are known;
+        // constant ones are compared here.
+        let constant = |level: Option<&Result<Expr, _>>| level?.as_ref().ok()?.constant();
+        if let (Some(limit), Some(clear), Some((name, text))) = (
+            constant(Some(&limit)),
+            constant(clear.as_ref()),
+            written.clear,
+        ) && written.side.past(clear, limit)
+        {
+            let side = written.side.name();
+            problem(
+                text.loc,
+                &format!("`{name}` must not be {side} the `{side}` limit"),
+            );
+        }
+        problems.extend(limit.err());
+        problems.extend(clear.and_then(Result::err));
+        problems
+    }
+
+    /// The running condition; `check` has passed.
+    fn bound(&self, ctx: &mut BuildContext) -> Bound {
+        let written = self.written();
+        let mut bound = |level: Result<Expr, ConfigError>| {
+            let mut expr = level.unwrap_or(Expr::Num(f64::NAN));
+            expr.bind(ctx);
+            expr
+        };
+        Bound {
+            side: written.as_ref().map_or(Side::Above, |w| w.side),
+            limit: bound(
+                written
+                    .as_ref()
+                    .map_or(Ok(Expr::Num(f64::NAN)), Written::limit),
+            ),
+            clear: written.as_ref().and_then(Written::clear).map(bound),
+            hold_ms: self.hold.ms(),
+        }
+    }
 }
 
-impl Levels<'_> {
+impl Written<'_> {
     fn limit(&self) -> Result<Expr, ConfigError> {
         Expr::parse_number(self.limit, &format!("bad `{}`", self.side.name()))
     }
@@ -111,7 +230,9 @@ impl AlertingSpec for Config {
     const OWN_VARS: &'static [&'static str] = &["limit"];
 
     fn default_message(&self) -> String {
-        let side = self.levels().map_or(Side::Above, |l| l.side);
+        let levels = self.levels();
+        let written = levels.last().and_then(|(_, level)| level.written());
+        let side = written.map_or(Side::Above, |w| w.side);
         format!(
             "{{key}} {} is {{value}}, {} {{limit}}",
             self.field.value,
@@ -121,88 +242,71 @@ impl AlertingSpec for Config {
 
     fn reads(&self) -> Vec<FieldRef> {
         let mut reads = FieldRef::named(&[&self.field]);
-        let levels = [
-            &self.above,
-            &self.below,
-            &self.clear_below,
-            &self.clear_above,
-        ];
-        for level in levels.into_iter().flatten() {
-            let Ok(expr) = Expr::parse(level) else {
-                continue;
-            };
-            reads.extend(expr.fields().into_iter().map(|name| FieldRef {
-                name: name.to_string(),
-                loc: level.loc,
-            }));
+        for (_, level) in self.levels() {
+            for option in level.options().into_iter().flatten() {
+                let Ok(expr) = Expr::parse(option) else {
+                    continue;
+                };
+                reads.extend(expr.fields().into_iter().map(|name| FieldRef {
+                    name: name.to_string(),
+                    loc: option.loc,
+                }));
+            }
         }
         reads
     }
 
     fn check(&self) -> Vec<ConfigError> {
-        let mut problems = Vec::new();
-        let mut problem = |loc, message: &str| problems.push(ConfigError::at(loc, message));
-        match (&self.above, &self.below) {
-            (None, None) => problem(self.field.loc, "give `above` or `below`"),
-            (Some(_), Some(b)) => problem(b.loc, "give `above` or `below`, not both"),
-            _ => {}
+        let leveled = self.warning.is_some() || self.critical.is_some();
+        let single = [
+            &self.above,
+            &self.below,
+            &self.clear_below,
+            &self.clear_above,
+        ];
+        if let Some(own) = single.into_iter().flatten().next().filter(|_| leveled) {
+            let text = "with `warning` and `critical`, each level takes its own `above` or `below`";
+            return vec![ConfigError::at(own.loc, text)];
         }
-        if let (None, Some(clear)) = (&self.above, &self.clear_below) {
-            problem(clear.loc, "`clear_below` goes with `above`");
+        let levels = self.levels();
+        let mut problems: Vec<ConfigError> = (levels.iter())
+            .flat_map(|(_, level)| level.check(self.field.loc))
+            .collect();
+        let sides: Vec<Side> = (levels.iter())
+            .filter_map(|(_, level)| Some(level.written()?.side))
+            .collect();
+        if sides.windows(2).any(|pair| pair[0] != pair[1]) {
+            let text = "`warning` and `critical` must both be `above` or both `below`";
+            problems.push(ConfigError::at(self.field.loc, text));
         }
-        if let (None, Some(clear)) = (&self.below, &self.clear_above) {
-            problem(clear.loc, "`clear_above` goes with `below`");
-        }
-        let Some(levels) = self.levels() else {
-            return problems;
-        };
-        let (limit, clear) = (levels.limit(), levels.clear());
-        // Levels from the data can only be compared when they are known;
-        // constant ones are compared here.
-        let constant = |level: Option<&Result<Expr, _>>| level?.as_ref().ok()?.constant();
-        if let (Some(limit), Some(clear), Some((name, text))) = (
-            constant(Some(&limit)),
-            constant(clear.as_ref()),
-            levels.clear,
-        ) && levels.side.past(clear, limit)
-        {
-            let side = levels.side.name();
-            problem(
-                text.loc,
-                &format!("`{name}` must not be {side} the `{side}` limit"),
-            );
-        }
-        problems.extend(limit.err());
-        problems.extend(clear.and_then(Result::err));
         problems
     }
 
     fn build(&self, ctx: &mut BuildContext, rule: Rule) -> Box<dyn KeyedOperator> {
-        // `check` has passed: there is a limit, and every level parses.
-        let levels = self.levels();
-        let limit = levels.as_ref().map(Levels::limit);
-        let clear = levels.as_ref().and_then(Levels::clear);
         let field = ctx.numeric_field(&self.field);
-        let mut bound = |level: Result<Expr, ConfigError>| {
-            let mut expr = level.unwrap_or(Expr::Num(f64::NAN));
-            expr.bind(ctx);
-            expr
-        };
-        Keyed::boxed(Threshold {
-            rule,
-            field,
-            side: levels.map_or(Side::Above, |l| l.side),
-            limit: limit.map_or(Expr::Num(f64::NAN), &mut bound),
-            clear: clear.map(bound),
-            hold_ms: self.hold.ms(),
-        })
+        let mut levels: Vec<(Option<Severity>, Bound)> = (self.levels().iter())
+            .map(|(severity, level)| (*severity, level.bound(ctx)))
+            .collect();
+        match levels.as_slice() {
+            [(None, _)] => Keyed::boxed(Threshold {
+                rule,
+                field,
+                bound: levels.remove(0).1,
+            }),
+            _ => Keyed::boxed(Leveled {
+                rule,
+                field,
+                levels: (levels.into_iter())
+                    .map(|(severity, bound)| (severity.unwrap_or_default(), bound))
+                    .collect(),
+            }),
+        }
     }
 }
 
+/// One level's condition, ready to judge readings.
 #[derive(Clone, Debug)]
-pub struct Threshold {
-    rule: Rule,
-    field: FieldId,
+struct Bound {
     side: Side,
     /// Evaluated on each event: a constant, or per asset from its fields.
     limit: Expr,
@@ -211,7 +315,7 @@ pub struct Threshold {
     hold_ms: i64,
 }
 
-impl Threshold {
+impl Bound {
     /// (limit, clear level) for `event`; `None` when the event does not
     /// give them (a field they read is missing).
     fn levels(&self, event: &Event) -> Option<(f64, f64)> {
@@ -228,18 +332,35 @@ impl Threshold {
         }
     }
 
-    fn emit(
+    /// Moves `episode` on with the reading `v` of `event`; `emit` gets
+    /// each state change with the episode's start and the limit.
+    fn step(
         &self,
-        state: AlertState,
+        episode: Episode,
         event: &Event,
-        since: i64,
         v: f64,
-        limit: f64,
-        out: &mut Emitter,
-    ) {
-        let vars = [("limit", Value::Num(limit))];
-        out.alert(self.rule.alert(state, event, since, v, &vars));
+        mut emit: impl FnMut(AlertState, i64, f64),
+    ) -> Episode {
+        // Without its limit a reading cannot be judged: like a reading
+        // without the field, it leaves the episode where it is.
+        let Some((limit, clear)) = self.levels(event) else {
+            return episode;
+        };
+        episode.step(
+            event.time,
+            self.side.past(v, limit),
+            self.side.past(clear, v),
+            self.hold_ms,
+            |state, since| emit(state, since, limit),
+        )
     }
+}
+
+#[derive(Clone, Debug)]
+pub struct Threshold {
+    rule: Rule,
+    field: FieldId,
+    bound: Bound,
 }
 
 impl Operator for Threshold {
@@ -249,18 +370,65 @@ impl Operator for Threshold {
         let Some(v) = event.num(self.field) else {
             return;
         };
-        // Without its limit a reading cannot be judged: like a reading
-        // without the field, it leaves the episode where it is.
-        let Some((limit, clear)) = self.levels(event) else {
+        *state = self.bound.step(*state, event, v, |alert, since, limit| {
+            let vars = [("limit", Value::Num(limit))];
+            out.alert(self.rule.alert(alert, event, since, v, &vars));
+        });
+    }
+}
+
+/// A threshold of two levels.
+#[derive(Clone, Debug)]
+pub struct Leveled {
+    rule: Rule,
+    field: FieldId,
+    /// Lowest first.
+    levels: Vec<(Severity, Bound)>,
+}
+
+/// Where one key is: each level's own episode, and the episode the key
+/// is in (its start, its level and that level's limit) once one fires.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct LevelState {
+    levels: Vec<Episode>,
+    firing: Option<(i64, Severity, f64)>,
+}
+
+impl Operator for Leveled {
+    type State = LevelState;
+
+    fn on_event(&self, state: &mut LevelState, event: &Event, out: &mut Emitter) {
+        let Some(v) = event.num(self.field) else {
             return;
         };
-        *state = state.step(
-            event.time,
-            self.side.past(v, limit),
-            self.side.past(clear, v),
-            self.hold_ms,
-            |alert, since| self.emit(alert, event, since, v, limit, out),
-        );
+        state.levels.resize(self.levels.len(), Episode::default());
+        let mut top = None;
+        for ((severity, bound), episode) in self.levels.iter().zip(&mut state.levels) {
+            let mut limit = None;
+            *episode = bound.step(*episode, event, v, |_, _, l| limit = Some(l));
+            if let Episode::Firing { since } = *episode {
+                let limit = limit.or_else(|| bound.levels(event).map(|(l, _)| l));
+                top = Some((since, *severity, limit.unwrap_or(f64::NAN)));
+            }
+        }
+        let (alert, previous) = match (state.firing, top) {
+            (None, Some(now)) => ((AlertState::Firing, now), None),
+            (Some(was), Some(now)) if was.1 != now.1 => {
+                ((AlertState::Firing, (was.0, now.1, now.2)), Some(was.1))
+            }
+            (Some(was), None) => ((AlertState::Resolved, was), None),
+            _ => return,
+        };
+        let (state_now, (since, severity, limit)) = alert;
+        let vars = [("limit", Value::Num(limit))];
+        let mut raised = self.rule.alert(state_now, event, since, v, &vars);
+        raised.severity = severity;
+        raised.previous = previous;
+        out.alert(raised);
+        state.firing = match state_now {
+            AlertState::Firing => Some((since, severity, limit)),
+            AlertState::Resolved => None,
+        };
     }
 }
 
@@ -457,5 +625,90 @@ mod tests {
         ] {
             assert!(Harness::try_new("threshold", bad).is_err(), "{bad}");
         }
+    }
+
+    const LEVELS: &str = "field: temp\nwarning: {above: 3.0, for: 2m, clear_below: 2.5}\ncritical: {above: 4.0, for: 1m, clear_below: 3.5}\n";
+
+    /// (state, minute, severity, previous severity) of what `temps`, one a
+    /// minute from minute 0, raised.
+    fn leveled(
+        temps: &[f64],
+    ) -> Vec<(
+        crate::event::AlertState,
+        i64,
+        &'static str,
+        Option<&'static str>,
+    )> {
+        let mut h = Harness::new("threshold", LEVELS);
+        let mut seen = Vec::new();
+        for (i, t) in temps.iter().enumerate() {
+            for a in h.feed("t1", i as i64 * MINUTE, &[("temp", *t)]) {
+                let previous = a.previous.map(|p| p.as_str());
+                seen.push((
+                    a.state,
+                    a.event_time / MINUTE,
+                    a.severity.as_str(),
+                    previous,
+                ));
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn an_episode_moves_between_levels_each_with_its_own_hold_and_reset() {
+        // Warm from minute 1; critical from minute 4, held for a minute
+        // at 5; down to the warning band at 7 (below 3.5); resolved at 9
+        // (below 2.5), not at 8 (2.8 is above the warning's reset).
+        let temps = [2.0, 3.2, 3.3, 3.4, 4.2, 4.3, 4.1, 3.2, 2.8, 2.4];
+        assert_eq!(
+            leveled(&temps),
+            [
+                (Firing, 3, "warning", None),
+                (Firing, 5, "critical", Some("warning")),
+                (Firing, 7, "warning", Some("critical")),
+                (Resolved, 9, "warning", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_jump_straight_past_both_levels_fires_at_the_highest_once_it_holds() {
+        // Critical holds after a minute, before warning's two: one alert.
+        let temps = [2.0, 5.0, 5.0, 5.0, 2.0];
+        assert_eq!(
+            leveled(&temps),
+            [
+                (Firing, 2, "critical", None),
+                (Resolved, 4, "critical", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn each_alert_of_an_episode_has_its_own_id_and_says_its_previous_level() {
+        let mut h = Harness::new("threshold", LEVELS);
+        let mut raised = Vec::new();
+        for (i, t) in [3.5, 3.5, 4.5, 4.5, 3.4, 4.5, 4.5, 2.0].iter().enumerate() {
+            raised.extend(h.feed("t1", i as i64 * MINUTE, &[("temp", *t)]));
+        }
+        let ids: std::collections::BTreeSet<_> = raised.iter().map(|a| a.id("p")).collect();
+        assert_eq!(ids.len(), raised.len(), "{raised:?}");
+        let json: serde_json::Value = serde_json::from_str(&raised[1].to_json("p", 0)).unwrap();
+        assert_eq!(json["previous_severity"], "warning");
+        assert_eq!(json["severity"], "critical");
+    }
+
+    #[test]
+    fn levels_are_checked() {
+        for bad in [
+            "field: t\nabove: 4\nwarning: {above: 3}\n",
+            "field: t\nwarning: {above: 3}\ncritical: {below: 1}\n",
+            "field: t\nwarning: {clear_below: 3}\n",
+            "field: t\ncritical: {above: 4, clear_below: 5}\n",
+        ] {
+            assert!(Harness::try_new("threshold", bad).is_err(), "{bad}");
+        }
+        assert!(Harness::try_new("threshold", "field: t\ncritical: {above: 4}\n").is_ok());
     }
 }
