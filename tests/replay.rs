@@ -1045,3 +1045,84 @@ fn alerts_and_dead_letters_carry_the_trace_id_of_their_event() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0]["origin"]["trace_id"], "r-late", "{:?}", dead[0]);
 }
+
+/// `inhibit_when`: no temperature alert is sent for a truck while its
+/// door is open; one that outlasts the open door is sent when it closes.
+#[test]
+fn a_rule_is_inhibited_for_a_key_while_its_inhibitor_fires_for_that_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let readings = [
+        // t1: the door opens, then it warms: held back; the door closes
+        // while it is still warm: sent then.
+        ("t1", 0, 1, 2.0),
+        ("t1", 1, 1, 5.0),
+        ("t1", 2, 0, 5.0),
+        ("t1", 3, 0, 2.0),
+        // An episode wholly within an open door: neither alert is sent.
+        ("t1", 5, 1, 2.0),
+        ("t1", 6, 1, 5.0),
+        ("t1", 7, 1, 2.0),
+        ("t1", 8, 0, 2.0),
+        // t2's door is closed: its alerts go out.
+        ("t2", 1, 0, 5.0),
+        ("t2", 2, 0, 2.0),
+    ];
+    let lines: Vec<String> = (readings.iter())
+        .map(|(truck, minute, door, temp)| {
+            format!(
+                r#"{{"device":"{truck}","ts":"{}","door":{door},"temp":{temp}}}"#,
+                rfc3339(1_795_428_000_000 + minute * 60_000)
+            )
+        })
+        .collect();
+    write(dir.path(), "in.jsonl", lines.join("\n"));
+    let pipeline = r#"
+name: inhibited
+sources:
+  trucks: {type: file, path: in.jsonl, key: device, time: ts}
+operators:
+  door_open: {type: threshold, inputs: [trucks], field: door, above: 0.5}
+  too_warm: {type: threshold, inputs: [trucks], field: temp, above: 4, inhibit_when: door_open}
+sinks:
+  alerts: {type: file, inputs: [too_warm], path: alerts.jsonl}
+"#;
+    write(dir.path(), "p.yaml", pipeline);
+    let out = support::run_in(dir.path(), &["run", "p.yaml"]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let alerts = json_lines(&dir.path().join("alerts.jsonl"));
+    let seen: Vec<String> = (alerts.iter())
+        .map(|a| {
+            let minute = a["event_time"].as_str().unwrap_or_default()[14..16].to_string();
+            let why = a["suppressed"].as_str().unwrap_or("sent");
+            format!(
+                "{} {} {minute} {why}",
+                a["key"].as_str().unwrap_or("?"),
+                a["state"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let mut by_key = seen.clone();
+    by_key.sort_by_key(|line| line.starts_with("t2"));
+    assert_eq!(
+        by_key,
+        [
+            "t1 firing 01 inhibited by door_open",
+            "t1 firing 01 sent",
+            "t1 resolved 03 sent",
+            "t1 firing 06 inhibited by door_open",
+            "t1 resolved 07 inhibited by door_open",
+            "t2 firing 01 sent",
+            "t2 resolved 02 sent",
+        ]
+    );
+
+    let typo = pipeline.replace("inhibit_when: door_open", "inhibit_when: door_opn");
+    write(dir.path(), "typo.yaml", typo);
+    let out = support::run_in(dir.path(), &["validate", "typo.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        support::stderr(&out).contains("\"door_opn\" is not an operator that raises alerts"),
+        "{}",
+        support::stderr(&out)
+    );
+}

@@ -77,7 +77,32 @@ pub(super) fn check(p: &Pipeline, broken: &[Broken]) -> Vec<ConfigError> {
         Err(cycles) => errors.extend(cycles),
     }
     check_tests(p, &ids, &all, &mut errors);
+    check_inhibitors(&all, &ids, &mut errors);
     errors
+}
+
+/// `inhibit_when` names an alerting operator other than its own.
+fn check_inhibitors(all: &[Component], ids: &HashMap<&str, usize>, errors: &mut Vec<ConfigError>) {
+    for c in all {
+        let Some(rule) = c.operator.and_then(|o| o.inhibited_by()) else {
+            continue;
+        };
+        let problem = match ids.get(rule.as_str()).map(|&i| &all[i]) {
+            Some(other) if other.id == c.id => {
+                "`inhibit_when` names the operator itself".to_string()
+            }
+            Some(other) if other.alerts() => continue,
+            _ => {
+                let rules = all.iter().filter(|o| o.alerts()).map(|o| o.id);
+                format!(
+                    "`inhibit_when`: \"{}\" is not an operator that raises alerts{}",
+                    rule.value,
+                    did_you_mean(rule, rules)
+                )
+            }
+        };
+        errors.push(ConfigError::at(rule.loc, problem));
+    }
 }
 
 fn ids<'a>(all: &'a [Component<'a>], errors: &mut Vec<ConfigError>) -> HashMap<&'a str, usize> {

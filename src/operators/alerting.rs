@@ -121,6 +121,10 @@ impl<C: AlertingSpec> OperatorSpec for Alerting<C> {
         true
     }
 
+    fn inhibited_by(&self) -> Option<&Spanned<String>> {
+        self.policy.inhibited_by()
+    }
+
     fn check(&self) -> Vec<ConfigError> {
         let mut problems = self.own.check();
         for template in self.wording.templates() {
@@ -149,8 +153,8 @@ impl<C: AlertingSpec> OperatorSpec for Alerting<C> {
             resolved: resolved.map(|r| r.value.clone()),
             message,
         };
-        let id = ctx.id.to_string();
-        self.policy.wrap(&id, self.own.build(ctx, rule))
+        let (id, firing) = (ctx.id.to_string(), ctx.firing.clone());
+        self.policy.wrap(&id, &firing, self.own.build(ctx, rule))
     }
 }
 

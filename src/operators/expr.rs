@@ -710,6 +710,7 @@ mod tests {
             pipeline: "p",
             id: "f",
             schema: &mut schema,
+            firing: &Default::default(),
         });
         let mut event = Event::new("truck-1".into(), 0);
         for (name, value) in fields {

@@ -82,6 +82,12 @@ pub trait OperatorSpec: Debug + Send + Sync {
         Vec::new()
     }
 
+    /// The rule whose firing holds this one's notifications back
+    /// (`inhibit_when`), if any.
+    fn inhibited_by(&self) -> Option<&Spanned<String>> {
+        None
+    }
+
     /// Builds the running operator (with no key state yet).
     fn build(&self, ctx: &mut BuildContext) -> Box<dyn KeyedOperator>;
 }
@@ -126,6 +132,8 @@ pub struct BuildContext<'a> {
     /// The operator's id: the `rule` of its alerts.
     pub id: &'a str,
     pub schema: &'a mut Schema,
+    /// Which rules fire for which keys, for `inhibit_when`.
+    pub firing: &'a std::sync::Arc<notify::Firing>,
 }
 
 impl BuildContext<'_> {
@@ -321,6 +329,7 @@ pub(crate) mod test_support {
                 pipeline: "test",
                 id: "rule",
                 schema: &mut schema,
+                firing: &Default::default(),
             });
             Ok(Harness {
                 operator,

@@ -10,21 +10,30 @@
 //!   renotify_every: 30m                  # a still-firing alert is sent again
 //!   cooldown: 10m                        # no new episode within 10m of the last resolve sent
 //!   flapping: {changes: 6, window: 1h}   # more than 6 changes in an hour: flapping
+//!   inhibit_when: door_open              # nothing sent while door_open fires for the key
 //! ```
 //!
 //! An alert the policy holds back still goes to the sinks, marked
-//! `"suppressed": "cooldown"` (or `"flapping"`): files and stdout keep the
-//! record; the `webhook` sink does not send it. Times are the alerts' event
-//! times and, for `renotify_every` and the end of flapping, the timer
-//! clock (event time in a replay, the wall clock live).
+//! `"suppressed": "cooldown"` (or `"flapping"`, `"inhibited by door_open"`):
+//! files and stdout keep the record; the `webhook` sink does not send it.
+//! Times are the alerts' event times and, for `renotify_every`, the end of
+//! flapping and the end of an inhibition, the timer clock (event time in a
+//! replay, the wall clock live).
+//!
+//! Inhibition reads which rules fire for which keys from a [`Firing`]
+//! board the whole pipeline shares: every rule some `inhibit_when` names
+//! writes to it. A key lives on one worker, so its entries change in
+//! event order; the inhibiting rule must come before the inhibited one in
+//! the pipeline for a reading that fires both to inhibit.
 
 use super::{Emitter, KeyedOperator, Output};
 use crate::config::Duration;
+use crate::config::Spanned;
 use crate::event::{Alert, AlertState, Key, Severity, Value};
 use crate::state::codec::{self, CodecError};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 /// The detail that marks an alert not to be sent.
 pub const SUPPRESSED: &str = "suppressed";
@@ -40,6 +49,40 @@ pub struct Policy {
     /// sent, and its resolve.
     cooldown: Option<Duration>,
     flapping: Option<Flapping>,
+    /// Hold back this rule's alerts for a key while this rule fires for it.
+    inhibit_when: Option<Spanned<String>>,
+}
+
+/// Which rules that inhibit others fire for which keys, across the
+/// pipeline's workers.
+#[derive(Debug, Default)]
+pub struct Firing {
+    /// The rules some `inhibit_when` names.
+    tracked: HashSet<String>,
+    firing: Mutex<HashSet<(Arc<str>, Key)>>,
+}
+
+impl Firing {
+    /// A board for the rules `inhibitors`.
+    pub fn tracking<'a>(inhibitors: impl Iterator<Item = &'a str>) -> Arc<Firing> {
+        Arc::new(Firing {
+            tracked: inhibitors.map(str::to_string).collect(),
+            firing: Mutex::default(),
+        })
+    }
+
+    fn set(&self, rule: &Arc<str>, key: &Key, firing: bool) {
+        let mut board = self.firing.lock().unwrap_or_else(|e| e.into_inner());
+        match firing {
+            true => board.insert((rule.clone(), key.clone())),
+            false => board.remove(&(rule.clone(), key.clone())),
+        };
+    }
+
+    fn fires(&self, rule: &Arc<str>, key: &Key) -> bool {
+        let board = self.firing.lock().unwrap_or_else(|e| e.into_inner());
+        board.contains(&(rule.clone(), key.clone()))
+    }
 }
 
 /// An episode that changes state more than `changes` times within
@@ -54,16 +97,30 @@ struct Flapping {
 }
 
 /// The keys of [`Policy`].
-pub const POLICY_KEYS: &[&str] = &["renotify_every", "cooldown", "flapping"];
+pub const POLICY_KEYS: &[&str] = &["renotify_every", "cooldown", "flapping", "inhibit_when"];
 
 impl Policy {
     fn is_off(&self) -> bool {
-        self.renotify_every.is_none() && self.cooldown.is_none() && self.flapping.is_none()
+        self.renotify_every.is_none()
+            && self.cooldown.is_none()
+            && self.flapping.is_none()
+            && self.inhibit_when.is_none()
     }
 
-    /// `inner`, under this policy (unchanged when it is all off).
-    pub fn wrap(&self, rule: &str, inner: Box<dyn KeyedOperator>) -> Box<dyn KeyedOperator> {
-        if self.is_off() {
+    pub fn inhibited_by(&self) -> Option<&Spanned<String>> {
+        self.inhibit_when.as_ref()
+    }
+
+    /// `inner`, under this policy; unchanged when the policy is off and
+    /// no other rule's `inhibit_when` names this one.
+    pub fn wrap(
+        &self,
+        rule: &str,
+        firing: &Arc<Firing>,
+        inner: Box<dyn KeyedOperator>,
+    ) -> Box<dyn KeyedOperator> {
+        let tracked = firing.tracked.contains(rule);
+        if self.is_off() && !tracked {
             return inner;
         }
         Box::new(Notifying {
@@ -72,6 +129,9 @@ impl Policy {
             renotify: self.renotify_every.map(Duration::ms),
             cooldown: self.cooldown.map(Duration::ms),
             flapping: self.flapping.as_ref().map(|f| (f.changes, f.window.ms())),
+            inhibit_when: self.inhibit_when.as_ref().map(|r| r.value.as_str().into()),
+            board: tracked.then(|| firing.clone()),
+            firing: firing.clone(),
             states: Vec::new(),
         })
     }
@@ -84,6 +144,12 @@ struct Notifying {
     cooldown: Option<i64>,
     /// (changes, window ms).
     flapping: Option<(usize, i64)>,
+    inhibit_when: Option<Arc<str>>,
+    /// Where this rule says for which keys it fires, if another's
+    /// `inhibit_when` names it.
+    board: Option<Arc<Firing>>,
+    /// Where the inhibiting rule's firing is read.
+    firing: Arc<Firing>,
     states: Vec<State>,
 }
 
@@ -114,6 +180,12 @@ struct State {
     flapping: Option<(i64, Kept)>,
     /// Whether the last alert sent was a firing one.
     last_sent_firing: bool,
+    /// The firing alert held back by an inhibition, to send if the
+    /// episode outlasts it.
+    inhibited: Option<Kept>,
+    /// The key, while it fires, for a rule that inhibits others: its entry
+    /// on the board comes back with a restored checkpoint.
+    firing_key: Option<Key>,
 }
 
 impl Kept {
@@ -151,14 +223,64 @@ fn suppress(alert: &mut Alert, why: &str) {
     alert.details.push((SUPPRESSED, Value::Str(why.into())));
 }
 
+/// Holds `alert` back if `by` (the inhibiting rule, and where its firing
+/// is read) fires for its key; true if it did.
+fn inhibited(by: Option<(&Arc<str>, &Firing)>, state: &mut State, alert: &mut Alert) -> bool {
+    let Some((rule, firing)) = by else {
+        return false;
+    };
+    let held = match alert.state {
+        AlertState::Firing => firing.fires(rule, &alert.key),
+        // The resolve of an episode whose firing was never sent.
+        AlertState::Resolved => {
+            (state.inhibited.take()).is_some_and(|kept| kept.episode_start == alert.episode_start)
+        }
+    };
+    if held {
+        if alert.state == AlertState::Firing {
+            state.inhibited = Some(Kept::of(alert));
+        }
+        suppress(alert, &format!("inhibited by {rule}"));
+    }
+    held
+}
+
 impl Notifying {
     /// Judges each alert the operator raised in `out`.
     fn judge(&mut self, slot: usize, out: &mut Emitter) {
         for output in &mut out.outputs {
             if let Output::Alert(alert) = output {
                 let state = super::state_of(&mut self.states, slot);
-                judge(state, alert, self.cooldown, self.flapping);
+                let firing = alert.state == AlertState::Firing;
+                if let Some(board) = &self.board {
+                    board.set(&self.rule, &alert.key, firing);
+                    state.firing_key = firing.then(|| alert.key.clone());
+                }
+                let by = (self.inhibit_when.as_ref()).map(|rule| (rule, self.firing.as_ref()));
+                if !inhibited(by, state, alert) {
+                    judge(state, alert, self.cooldown, self.flapping);
+                }
             }
+        }
+    }
+
+    /// Sends the firing alert an inhibition held back, once the
+    /// inhibiting rule has resolved.
+    fn released(&mut self, slot: usize, key: &Key, now: i64, out: &mut Emitter) {
+        let Some(by) = &self.inhibit_when else {
+            return;
+        };
+        let state = super::state_of(&mut self.states, slot);
+        if state.inhibited.is_none() || self.firing.fires(by, key) {
+            return;
+        }
+        if let Some(kept) = state.inhibited.take() {
+            let mut alert = kept.alert(&self.rule, key, Vec::new());
+            judge(state, &mut alert, self.cooldown, self.flapping);
+            if let Some((_, sent, _)) = &mut state.sent_firing {
+                *sent = now;
+            }
+            out.alert(alert);
         }
     }
 }
@@ -210,6 +332,9 @@ impl KeyedOperator for Notifying {
     fn on_event(&mut self, slot: usize, event: &crate::event::Event, out: &mut Emitter) {
         self.inner.on_event(slot, event, out);
         self.judge(slot, out);
+        // On events too, not only on ticks: a replay then releases at the
+        // same reading however its events are batched.
+        self.released(slot, &event.key, event.time, out);
     }
 
     fn on_end(&mut self, slot: usize, key: &Key, out: &mut Emitter) {
@@ -226,6 +351,7 @@ impl KeyedOperator for Notifying {
             self.inner.on_tick(slot, key, now, out);
             self.judge(slot, out);
         }
+        self.released(slot, key, now, out);
         let state = super::state_of(&mut self.states, slot);
         if let (Some((_, window)), Some((since, last))) = (self.flapping, &state.flapping)
             && now - since >= window
@@ -259,6 +385,9 @@ impl KeyedOperator for Notifying {
             renotify: self.renotify,
             cooldown: self.cooldown,
             flapping: self.flapping,
+            inhibit_when: self.inhibit_when.clone(),
+            board: self.board.clone(),
+            firing: self.firing.clone(),
             states: Vec::new(),
         })
     }
@@ -273,11 +402,18 @@ impl KeyedOperator for Notifying {
     fn restore(&mut self, slot: usize, bytes: &[u8]) -> Result<(), CodecError> {
         let (inner, state): (Vec<u8>, State) = codec::decode(bytes)?;
         self.inner.restore(slot, &inner)?;
+        if let (Some(board), Some(key)) = (&self.board, &state.firing_key) {
+            board.set(&self.rule, key, true);
+        }
         *super::state_of(&mut self.states, slot) = state;
         Ok(())
     }
 
     fn remove(&mut self, slot: usize, last: usize) {
+        let forgotten = self.states.get_mut(slot).and_then(|s| s.firing_key.take());
+        if let (Some(board), Some(key)) = (&self.board, forgotten) {
+            board.set(&self.rule, &key, false);
+        }
         self.inner.remove(slot, last);
         super::state_of(&mut self.states, last);
         self.states.swap_remove(slot);

@@ -5,6 +5,7 @@ use super::field_watch::FieldWatch;
 use crate::config::Pipeline;
 use crate::event::decode::Decoder;
 use crate::event::{Event, FieldId, Schema, Value};
+use crate::operators::notify::Firing;
 use crate::operators::{BuildContext, Emits, KeyedOperator};
 use crate::state::Component;
 use std::collections::HashMap;
@@ -91,6 +92,8 @@ impl Plan {
     pub fn new(p: &Pipeline) -> Plan {
         let order = p.operator_order();
         let mut schema = Schema::default();
+        let inhibitors = (p.operators.iter()).filter_map(|o| o.spec.inhibited_by());
+        let firing = Firing::tracking(inhibitors.map(|rule| rule.value.as_str()));
         let operators: Vec<_> = order
             .iter()
             .map(|&i| {
@@ -99,6 +102,7 @@ impl Plan {
                     pipeline: &p.name,
                     id: &def.id,
                     schema: &mut schema,
+                    firing: &firing,
                 })
             })
             .collect();
