@@ -32,7 +32,9 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
     /// An early-warning rule to time against the breach it warns of:
-    /// `WARNING:BREACH`, e.g. `warming:too_warm` (repeatable).
+    /// `WARNING:BREACH`, e.g. `warming:too_warm` (repeatable); a breach of
+    /// `RULE@SEVERITY` is the rule's first alert at that severity
+    /// (`warming:too_warm@critical`, for a threshold with levels).
     #[arg(long, value_name = "WARNING:BREACH")]
     warning: Vec<String>,
     /// How much warning counts as in time.
@@ -106,10 +108,12 @@ fn firing_alerts(path: &Path) -> Result<Vec<Fired>, Failure> {
         let text = |f: &str| line[f].as_str().map(str::to_string);
         let time_of = |f: &str| text(f).and_then(|t| time::parse_rfc3339(&t));
         let time = time_of("event_time");
-        // Alerts of floe versions before episode_start began at event_time.
-        let episode_start = time_of("episode_start").or(time);
+        // Alerts of floe versions before episode_start began at event_time;
+        // a level's condition began at its own start.
+        let episode_start = (time_of("level_start").or(time_of("episode_start"))).or(time);
         match (text("key"), text("rule"), time, episode_start) {
             (Some(key), Some(rule), Some(time), Some(episode_start)) => alerts.push(Fired {
+                at_severity: text("severity").map(|s| format!("{rule}@{s}")),
                 key,
                 rule,
                 time,

@@ -36,7 +36,7 @@ use super::alerting::{AlertingSpec, Episode, Rule};
 use super::expr::Expr;
 use super::{BuildContext, Emitter, FieldRef, Keyed, KeyedOperator, Operator};
 use crate::config::{ConfigError, Duration, Loc, Spanned};
-use crate::event::{AlertState, Event, FieldId, Severity, Value};
+use crate::event::{AlertState, Event, FieldId, Severity, Value, time};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -387,11 +387,12 @@ pub struct Leveled {
 }
 
 /// Where one key is: each level's own episode, and the episode the key
-/// is in (its start, its level and that level's limit) once one fires.
+/// is in once one fires: its start, its level, that level's limit and
+/// start.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct LevelState {
     levels: Vec<Episode>,
-    firing: Option<(i64, Severity, f64)>,
+    firing: Option<(i64, Severity, f64, i64)>,
 }
 
 impl Operator for Leveled {
@@ -402,6 +403,7 @@ impl Operator for Leveled {
             return;
         };
         state.levels.resize(self.levels.len(), Episode::default());
+        // (the level's own start, its severity, its limit).
         let mut top = None;
         for ((severity, bound), episode) in self.levels.iter().zip(&mut state.levels) {
             let mut limit = None;
@@ -411,22 +413,30 @@ impl Operator for Leveled {
                 top = Some((since, *severity, limit.unwrap_or(f64::NAN)));
             }
         }
-        let (alert, previous) = match (state.firing, top) {
-            (None, Some(now)) => ((AlertState::Firing, now), None),
+        // (state, the episode's start, the level's: its start, severity
+        // and limit, and the level it moved from).
+        let (state_now, since, (level_since, severity, limit), previous) = match (state.firing, top)
+        {
+            (None, Some(now)) => (AlertState::Firing, now.0, now, None),
             (Some(was), Some(now)) if was.1 != now.1 => {
-                ((AlertState::Firing, (was.0, now.1, now.2)), Some(was.1))
+                (AlertState::Firing, was.0, now, Some(was.1))
             }
-            (Some(was), None) => ((AlertState::Resolved, was), None),
+            (Some(was), None) => (AlertState::Resolved, was.0, (was.3, was.1, was.2), None),
             _ => return,
         };
-        let (state_now, (since, severity, limit)) = alert;
-        let vars = [("limit", Value::Num(limit))];
+        let vars = [
+            ("limit", Value::Num(limit)),
+            (
+                "level_start",
+                Value::Str(time::format_rfc3339(level_since).into()),
+            ),
+        ];
         let mut raised = self.rule.alert(state_now, event, since, v, &vars);
         raised.severity = severity;
         raised.previous = previous;
         out.alert(raised);
         state.firing = match state_now {
-            AlertState::Firing => Some((since, severity, limit)),
+            AlertState::Firing => Some((since, severity, limit, level_since)),
             AlertState::Resolved => None,
         };
     }

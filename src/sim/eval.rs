@@ -22,8 +22,11 @@ pub struct Fired {
     pub rule: String,
     pub time: i64,
     /// When the condition began: for a threshold, when the value first
-    /// crossed the limit.
+    /// crossed the limit (of its level, for a threshold with levels).
     pub episode_start: i64,
+    /// `rule@severity`, which a breach may name to mean the rule's first
+    /// alert at that severity (`too_warm@critical`).
+    pub at_severity: Option<String>,
 }
 
 /// An early-warning rule scored against the breach it warns of: how long
@@ -136,7 +139,10 @@ pub fn score(faults: &[Fault], alerts: &[Fired], end: i64, scoring: &Scoring) ->
     let first = |fault: &Fault, rule: Option<&str>| {
         by_device.get(fault.device.as_str()).and_then(|alerts| {
             (alerts.iter())
-                .filter(|a| explains(fault, a) && rule.is_none_or(|r| a.rule == r))
+                .filter(|a| {
+                    let named = |r: &str| a.rule == r || a.at_severity.as_deref() == Some(r);
+                    explains(fault, a) && rule.is_none_or(named)
+                })
                 .min_by_key(|a| a.time)
                 .copied()
         })
@@ -303,6 +309,7 @@ mod tests {
             rule: rule.into(),
             time,
             episode_start: time,
+            at_severity: None,
         }
     }
 
@@ -371,6 +378,7 @@ mod warning_tests {
             rule: rule.into(),
             time,
             episode_start,
+            at_severity: Some(format!("{rule}@critical")),
         };
         let faults = [fault("a"), fault("b"), fault("c")];
         let alerts = [
@@ -399,5 +407,12 @@ mod warning_tests {
         assert_eq!((row.breaches, row.warned_in_time), (2, 1));
         assert_eq!(row.median_lead_s, Some(1200.0));
         assert_eq!(row.worst_lead_s, Some(300.0));
+        // A breach may name the rule at one severity; none is `warning`.
+        let mut at = scoring.clone();
+        at.warnings[0].breach = "too_warm@critical".into();
+        let same = score(&faults, &alerts, 120 * MIN, &at);
+        assert_eq!(same.warnings[0].breaches, 2);
+        at.warnings[0].breach = "too_warm@warning".into();
+        assert!(score(&faults, &alerts, 120 * MIN, &at).warnings.is_empty());
     }
 }
