@@ -64,6 +64,9 @@ pub struct Config {
 }
 
 /// One level's condition: the options a single-level threshold takes.
+/// `Config` repeats them rather than `#[serde(flatten)]` this, because
+/// serde does not combine `flatten` with `deny_unknown_fields`, which is
+/// what points a typo at its line.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Level {
