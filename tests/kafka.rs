@@ -382,17 +382,9 @@ fn a_second_instance_joining_the_group_loses_nothing() {
         > 5_000));
     let second = Floe::run(b.path(), "floe.log", &["run", "p.yaml"]);
     // The group rebalances: the first instance commits and hands over some
-    // partitions, which the second takes up from the committed offsets;
-    // cooperatively, so it keeps reading the others meanwhile.
+    // partitions, which the second takes up from the committed offsets.
     first.wait_for_log("revoked");
     second.wait_for_log("assigned telemetry/");
-    let revoked = (first.log().lines())
-        .find_map(|l| l.split_once("revoked ").map(|(_, p)| p.to_string()))
-        .unwrap_or_default();
-    assert!(
-        revoked.split(", ").count() < 6,
-        "every partition was revoked, not only those that moved: {revoked}"
-    );
     producing.join().unwrap();
     let all_in = wait_until_seen(&[a.path(), b.path()], n);
     let (code_a, log_a) = first.stop();

@@ -201,9 +201,6 @@ impl KafkaSource {
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
-            // A member joining or leaving moves only the partitions that
-            // change hands; the others keep being read.
-            ("partition.assignment.strategy", "cooperative-sticky"),
             ("statistics.interval.ms", STATS_INTERVAL_MS),
             // Kafka answers a fetch as soon as it has data; some compatible
             // brokers (tansu) hold every fetch this long, which at
