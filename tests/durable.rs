@@ -681,3 +681,77 @@ fn a_stopped_simulation_resumes_at_the_message_it_stopped_at() {
         alert_ids(&reference.path().join("alerts.jsonl"))
     );
 }
+
+/// One machine every 10 s for `minutes`, `temp` rising from 20 by a
+/// tenth of a degree a minute.
+fn rising_readings(minutes: i64) -> String {
+    let lines: Vec<String> = (0..minutes * 6)
+        .map(|i| {
+            format!(
+                r#"{{"device":"m1","ts":"{}","temp":{:.2}}}"#,
+                rfc3339(1_795_000_000_000 + i * 10_000),
+                20.0 + i as f64 / 60.0
+            )
+        })
+        .collect();
+    lines.join("\n") + "\n"
+}
+
+fn watched_pipeline(above: &str, speed: &str) -> String {
+    format!(
+        r#"
+name: watched
+state: {{dir: state, interval: 200ms}}
+sources:
+  machines: {{type: file, path: in.jsonl, key: device, time: ts, speed: {speed}}}
+operators:
+  hot: {{type: threshold, inputs: [machines], field: temp, above: {above}}}
+  ten_min: {{type: window, inputs: [machines], size: 10m, aggregates: {{n: count(), top: max(temp)}}}}
+sinks:
+  alerts: {{type: file, inputs: [hot], path: alerts.jsonl}}
+  windows: {{type: file, inputs: [ten_min], path: windows.jsonl}}
+"#
+    )
+}
+
+/// `--watch`: an edit of the threshold applies mid-run, the window open
+/// meanwhile counts what an uninterrupted run counts, and an invalid edit
+/// is reported with its place while the pipeline goes on.
+#[test]
+fn a_watched_pipeline_takes_an_edit_and_keeps_the_open_window() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.jsonl", rising_readings(120));
+    // Two hours of readings at 600x: about 12 s.
+    write(dir.path(), "p.yaml", watched_pipeline("100", "600"));
+    let mut floe = Floe::run(dir.path(), "floe.log", &["run", "p.yaml", "--watch"]);
+    let windows = dir.path().join("windows.jsonl");
+    let started = wait_for(Duration::from_secs(20), || lines(&windows).len() >= 2);
+    assert!(started, "no window closed:\n{}", floe.log());
+
+    write(dir.path(), "p.yaml", "name: watched\nsources: [\n");
+    floe.wait_for_log("not reloaded");
+    assert!(
+        floe.log().contains("p.yaml:2:10: unclosed bracket"),
+        "{}",
+        floe.log()
+    );
+    // 20 C plus a degree every ten minutes: 100 C never comes, 21 C does.
+    write(dir.path(), "p.yaml", watched_pipeline("21", "600"));
+    floe.wait_for_log("reloaded");
+    let (code, log) = floe.wait();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("restored checkpoint"), "{log}");
+    let alerts = lines(&dir.path().join("alerts.jsonl"));
+    assert_eq!(alerts.len(), 1, "the new limit did not apply: {alerts:?}");
+
+    let reference = tempfile::tempdir().unwrap();
+    write(reference.path(), "in.jsonl", rising_readings(120));
+    let plain = watched_pipeline("21", "0").replace("state: {dir: state, interval: 200ms}", "");
+    write(reference.path(), "p.yaml", plain);
+    let out = support::run_in(reference.path(), &["run", "p.yaml"]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let expected = lines(&reference.path().join("windows.jsonl"));
+    // Two hours, not aligned to the ten-minute boundaries.
+    assert_eq!(expected.len(), 13);
+    assert_eq!(lines(&windows), expected, "{log}");
+}

@@ -1,4 +1,11 @@
 //! `floe run`: run a pipeline until its sources end or it is stopped.
+//!
+//! With `--watch`, a valid edit of the pipeline file is applied without
+//! leaving the process: the run stops as a signal stops it (a last
+//! checkpoint keeps every key's state, open windows included), and the new
+//! pipeline starts from that checkpoint, which keeps the state of the
+//! operators whose definition did not change and starts the others empty.
+//! An invalid edit is reported and the running pipeline goes on.
 
 use super::Failure;
 use crate::config::{Loc, Pipeline, SinkDef, Spanned};
@@ -7,7 +14,8 @@ use crate::sinks::{Destination, stdout};
 use crate::sources;
 use crate::state::Store;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,9 +43,16 @@ pub struct Args {
     /// pipeline's `state: {dir}`.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Apply edits of the pipeline file as they are saved, keeping the
+    /// state of unchanged operators (needs a state dir).
+    #[arg(long, conflicts_with = "dry_run")]
+    watch: bool,
     #[command(flatten)]
     http: super::serve::HttpArgs,
 }
+
+/// How often `--watch` looks at the pipeline file.
+const WATCH_EVERY: Duration = Duration::from_millis(300);
 
 /// Keys are spread over the workers: with none, nothing would run them.
 fn parse_workers(text: &str) -> Result<usize, String> {
@@ -48,39 +63,83 @@ fn parse_workers(text: &str) -> Result<usize, String> {
     }
 }
 
+/// The pipeline file, and the command line's changes to it.
+struct Loading<'a> {
+    args: &'a Args,
+}
+
+impl Loading<'_> {
+    fn load(&self) -> Result<Pipeline, Failure> {
+        let args = self.args;
+        let mut pipeline =
+            Pipeline::load(&args.pipeline).map_err(|d| Failure::Invalid(d.to_string()))?;
+        for input in &args.inputs {
+            replace_input(&mut pipeline, input)
+                .map_err(|e| Failure::Invalid(format!("--input {input}: {e}")))?;
+        }
+        for sink in &args.sinks {
+            replace_sink(&mut pipeline, sink)
+                .map_err(|e| Failure::Invalid(format!("--sink {sink}: {e}")))?;
+        }
+        if args.dry_run {
+            dry_run(&mut pipeline);
+        }
+        Ok(pipeline)
+    }
+}
+
 pub fn run(args: Args) -> Result<(), Failure> {
-    let mut pipeline =
-        Pipeline::load(&args.pipeline).map_err(|d| Failure::Invalid(d.to_string()))?;
-    for input in &args.inputs {
-        replace_input(&mut pipeline, input)
-            .map_err(|e| Failure::Invalid(format!("--input {input}: {e}")))?;
-    }
-    for sink in &args.sinks {
-        replace_sink(&mut pipeline, sink)
-            .map_err(|e| Failure::Invalid(format!("--sink {sink}: {e}")))?;
-    }
-    if args.dry_run {
-        dry_run(&mut pipeline);
-    }
-    let options = Options {
-        workers: args.workers.unwrap_or(Options::default().workers),
-        state: state_options(&pipeline, args.state_dir.as_deref())?,
-        telemetry: args.http.telemetry(pipeline.http.as_ref()),
-    };
-    let runtime = super::tokio_runtime(options.workers)?;
+    let loading = Loading { args: &args };
+    let pipeline = loading.load()?;
+    let workers = args.workers.unwrap_or(Options::default().workers);
+    let telemetry = args.http.telemetry(pipeline.http.as_ref());
+    let runtime = super::tokio_runtime(workers)?;
     let started = Instant::now();
-    let report = runtime.block_on(async {
-        let shutdown = Shutdown::default();
-        shutdown.on_signals();
+    let (report, pipeline) = runtime.block_on(async {
+        let stop = Shutdown::default();
+        stop.on_signals();
         let _server = (args.http)
-            .start(pipeline.http.as_ref(), options.telemetry.clone())
+            .start(pipeline.http.as_ref(), telemetry.clone())
             .await?;
-        let plan = Plan::new(&pipeline);
-        let state_dir = options.state.as_ref().map(|s| s.store.dir());
-        let io = Io::open(&pipeline, &options.telemetry, state_dir)
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
-        let run = runtime::run(plan, io, options, shutdown).await;
-        run.map_err(|e| Failure::Runtime(e.to_string()))
+        let mut pipeline = pipeline;
+        loop {
+            let options = Options {
+                workers,
+                state: state_options(&pipeline, args.state_dir.as_deref())?,
+                telemetry: telemetry.clone(),
+            };
+            if args.watch && options.state.is_none() {
+                return Err(Failure::Invalid(
+                    "--watch needs a state dir (--state-dir DIR, or `state:` in the pipeline): a reload carries the state over through it".into(),
+                ));
+            }
+            let shutdown = Shutdown::default();
+            let stopping = tokio::spawn(forward(stop.clone(), shutdown.clone()));
+            let edited = Arc::new(Mutex::new(None));
+            let watching = (args.watch)
+                .then(|| tokio::spawn(watch(args.pipeline.clone(), shutdown.clone(), edited.clone())));
+            let plan = Plan::new(&pipeline);
+            let state_dir = options.state.as_ref().map(|s| s.store.dir());
+            let io = Io::open(&pipeline, &options.telemetry, state_dir)
+                .map_err(|e| Failure::Runtime(e.to_string()))?;
+            let run = runtime::run(plan, io, options, shutdown).await;
+            stopping.abort();
+            watching.inspect(|w| w.abort());
+            let report = run.map_err(|e| Failure::Runtime(e.to_string()))?;
+            let edited = edited.lock().map(|mut e| e.take()).unwrap_or_default();
+            match edited {
+                Some(()) if !stop.is_requested() => match loading.load() {
+                    Ok(next) => {
+                        tracing::info!("{}: reloaded", args.pipeline.display());
+                        pipeline = next;
+                    }
+                    // Changed again since it was checked: the old one goes on.
+                    Err(Failure::Invalid(problems)) => eprintln!("{problems}"),
+                    Err(other) => return Err(other),
+                },
+                _ => return Ok((report, pipeline)),
+            }
+        }
     })?;
     let secs = started.elapsed().as_secs_f64();
     let mut extra = String::new();
@@ -118,6 +177,39 @@ pub fn run(args: Args) -> Result<(), Failure> {
         report.late
     );
     Ok(())
+}
+
+/// Stops the run when the process is told to stop.
+async fn forward(stop: Shutdown, run: Shutdown) {
+    stop.requested().await;
+    run.request();
+}
+
+/// Waits for a valid edit of the pipeline at `path`, then stops the run
+/// for the reload; an invalid one is reported and waited past.
+async fn watch(path: PathBuf, run: Shutdown, edited: Arc<Mutex<Option<()>>>) {
+    let mut seen = std::fs::read(&path).ok();
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let now = std::fs::read(&path).ok();
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match Pipeline::load(&path) {
+            Ok(_) => {
+                if let Ok(mut edited) = edited.lock() {
+                    *edited = Some(());
+                }
+                run.request();
+                return;
+            }
+            Err(problems) => eprintln!(
+                "{problems}\n{}: not reloaded; the running pipeline goes on",
+                path.display()
+            ),
+        }
+    }
 }
 
 /// Applies `--sink NAME=URI`: the sink keeps its inputs and writes
