@@ -222,3 +222,31 @@ fn alerts_held_back_by_a_cooldown_are_recorded_but_not_sent() {
         .collect();
     assert_eq!(sent_ids, expected);
 }
+
+/// `body:` sends a template of the alert's fields instead of the alert.
+#[test]
+fn a_body_template_is_what_the_receiver_gets() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    recording(dir.path(), 10);
+    let yaml = pipeline(&receiver.url("/chat"), "").replace("SPEED", "0").replace(
+        "    retry:",
+        "    body: '{{\"text\": \"{message}\", \"truck\": \"{key}\", \"state\": \"{state}\"}}'\n    retry:",
+    );
+    write(dir.path(), "p.yaml", yaml);
+    let env = [("HOOK_TOKEN", TOKEN)];
+    let mut floe = Floe::run_with(dir.path(), "floe.log", &["run", "p.yaml"], &env);
+    let (code, log) = floe.wait();
+    assert_eq!(code, 0, "{log}");
+    let archived = json_lines(&dir.path().join("alerts.jsonl"));
+    let sent: Vec<Value> = (receiver.received().iter())
+        .map(|r| serde_json::from_str(&r.body).expect(&r.body))
+        .collect();
+    assert_eq!(sent.len(), archived.len(), "{log}");
+    assert!(!sent.is_empty());
+    for (body, alert) in sent.iter().zip(&archived) {
+        assert_eq!(body["text"], alert["message"]);
+        assert_eq!(body["truck"], alert["key"]);
+        assert_eq!(body["state"], alert["state"]);
+    }
+}

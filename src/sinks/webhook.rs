@@ -7,6 +7,7 @@
 //!   url: https://alerts.example.com/floe/{rule}/{key}
 //!   headers: {Authorization: "Bearer ${ALERTS_TOKEN}"}
 //!   batch: 50                 # alerts per request, as a JSON array; 1 (the default) sends each as an object
+//!   body: '{{"text": "{message}", "truck": "{key}"}}'   # instead of the alert; {{ }} are braces
 //!   timeout: 10s
 //!   tls: {ca_file: ca.pem, cert_file: floe.pem, key_file: floe.key}
 //!   retry: {initial: 500ms, max: 1m}
@@ -40,6 +41,7 @@ use crate::runtime::{BoxFuture, DeadLetters, Shutdown, SinkMetrics};
 use crate::state::spool::{self, Spool, Unsent};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -62,6 +64,9 @@ pub struct Config {
     headers: BTreeMap<String, Secret>,
     #[serde(default = "one")]
     batch: usize,
+    /// What to send for each alert instead of the alert's JSON: a
+    /// template of the alert's fields.
+    body: Option<BodyTemplate>,
     #[serde(default = "ten_seconds")]
     timeout: Duration,
     #[serde(default)]
@@ -130,6 +135,43 @@ fn half_a_second() -> Duration {
 
 fn a_minute() -> Duration {
     Duration(60_000)
+}
+
+/// `body:`, a template of the alert's fields (`{message}`, `{key}`, any
+/// detail), whose values go in JSON-escaped.
+#[derive(Clone, Debug)]
+struct BodyTemplate(Template);
+
+impl<'de> Deserialize<'de> for BodyTemplate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Template::parse(&text)
+            .map(BodyTemplate)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl BodyTemplate {
+    /// The body for the alert whose JSON is `line`. A field the alert
+    /// does not have renders as `?`.
+    fn render(&self, line: &str) -> Vec<u8> {
+        let alert: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line).unwrap_or_default();
+        let text = self.0.render(|name| match alert.get(name)? {
+            serde_json::Value::Number(n) => n.as_f64().map(Value::Num),
+            serde_json::Value::Bool(b) => Some(Value::Bool(*b)),
+            other => {
+                // Escaped for a JSON string: the template puts the quotes.
+                let text = match other {
+                    serde_json::Value::String(s) => s.clone(),
+                    json => json.to_string(),
+                };
+                let quoted = serde_json::Value::String(text).to_string();
+                Some(Value::Str(quoted[1..quoted.len() - 1].into()))
+            }
+        });
+        text.into_bytes()
+    }
 }
 
 const URL_VARS: &[&str] = &["pipeline", "rule", "key"];
@@ -258,6 +300,7 @@ impl SinkSpec for Config {
             url: UrlTemplate(self.url.0.clone()),
             pipeline: ctx.pipeline.to_string(),
             batch: self.batch.max(1),
+            body: self.body.clone(),
             spool,
         }))
     }
@@ -268,6 +311,7 @@ struct WebhookSink {
     url: UrlTemplate,
     pipeline: String,
     batch: usize,
+    body: Option<BodyTemplate>,
     spool: Option<(Spool, Unsent)>,
 }
 
@@ -316,8 +360,8 @@ impl Request<'_> {
     }
 }
 
-/// Groups `(url, line)` in order into requests of up to `batch` alerts.
-fn requests<'a>(items: &'a [(String, &'a [u8])], batch: usize) -> Vec<Request<'a>> {
+/// Groups `(url, body)` in order into requests of up to `batch` alerts.
+fn requests<'a>(items: &'a [(String, Cow<'a, [u8]>)], batch: usize) -> Vec<Request<'a>> {
     let mut requests: Vec<Request> = Vec::new();
     for (url, line) in items {
         match requests.last_mut() {
@@ -439,9 +483,14 @@ impl Sink for WebhookSink {
 }
 
 impl WebhookSink {
-    fn url(&self, record: &super::Record) -> String {
-        self.url
-            .render(&self.pipeline, &record.component, &record.key)
+    /// Where `record` goes, and what is sent for it.
+    fn request_for<'a>(&self, record: &'a super::Record) -> (String, Cow<'a, [u8]>) {
+        let url = (self.url).render(&self.pipeline, &record.component, &record.key);
+        let body = match &self.body {
+            Some(template) => Cow::Owned(template.render(&record.line)),
+            None => Cow::Borrowed(record.line.as_bytes()),
+        };
+        (url, body)
     }
 
     /// Without a state dir: each batch delivered, then acknowledged.
@@ -451,9 +500,9 @@ impl WebhookSink {
         dead: DeadLetters,
     ) -> Result<(), SinkError> {
         while let Some(batch) = records.recv().await {
-            let items: Vec<(String, &[u8])> = (batch.records.iter())
+            let items: Vec<(String, Cow<[u8]>)> = (batch.records.iter())
                 .filter(|r| !r.suppressed)
-                .map(|r| (self.url(r), r.line.as_bytes()))
+                .map(|r| self.request_for(r))
                 .collect();
             for request in requests(&items, self.batch) {
                 if let Delivery::Rejected(reason) = self.sender.send(&request, None).await {
@@ -482,7 +531,8 @@ impl WebhookSink {
         let spooling = tokio::task::spawn_blocking(move || {
             while let Some(batch) = records.blocking_recv() {
                 for record in batch.records.iter().filter(|r| !r.suppressed) {
-                    spool.append(&this.url(record), record.line.as_bytes())?;
+                    let (url, body) = this.request_for(record);
+                    spool.append(&url, &body)?;
                 }
                 spool.commit(batch.acks)?;
             }
@@ -529,8 +579,8 @@ impl WebhookSink {
                 }
                 continue;
             }
-            let items: Vec<(String, &[u8])> = (spooled.iter())
-                .map(|r| (r.topic.clone(), r.payload.as_slice()))
+            let items: Vec<(String, Cow<[u8]>)> = (spooled.iter())
+                .map(|r| (r.topic.clone(), Cow::Borrowed(r.payload.as_slice())))
                 .collect();
             // Saved once per read, not per request: an fsync each.
             let mut done = 0;
@@ -582,15 +632,30 @@ mod tests {
 
     #[test]
     fn consecutive_alerts_for_one_url_share_a_request_of_at_most_batch() {
-        let items: Vec<(String, &[u8])> = [("a", "1"), ("a", "2"), ("a", "3"), ("b", "4")]
+        let items: Vec<(String, Cow<[u8]>)> = [("a", "1"), ("a", "2"), ("a", "3"), ("b", "4")]
             .iter()
-            .map(|(u, l)| (u.to_string(), l.as_bytes()))
+            .map(|(u, l)| (u.to_string(), Cow::Borrowed(l.as_bytes())))
             .collect();
         let grouped = requests(&items, 2);
         let bodies: Vec<String> = (grouped.iter())
             .map(|r| String::from_utf8(r.body()).unwrap())
             .collect();
         assert_eq!(bodies, ["[1,2]", "3", "4"]);
+    }
+
+    #[test]
+    fn a_body_template_takes_the_alerts_fields_escaped_for_json() {
+        let body: BodyTemplate = serde_saphyr::from_str(
+            r#"'{{"text": "{message}", "at": {value}, "truck": "{key}", "gone": "{nope}"}}'"#,
+        )
+        .unwrap();
+        let line = r#"{"key":"t\"1","message":"cargo at 4.6 C\nsay \"hot\"","value":4.6}"#;
+        let rendered = String::from_utf8(body.render(line)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&rendered).expect(&rendered);
+        assert_eq!(json["text"], "cargo at 4.6 C\nsay \"hot\"");
+        assert_eq!(json["truck"], "t\"1");
+        assert_eq!(json["at"], 4.6);
+        assert_eq!(json["gone"], "?");
     }
 
     #[test]
