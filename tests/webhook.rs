@@ -101,10 +101,15 @@ fn alerts_wait_out_a_receiver_that_is_down_across_a_kill_9_and_arrive_once_each_
     let mut logs = floe.kill();
     assert!(raised, "too few alerts:\n{logs}");
 
-    // Up again, with the receiver still down for a while.
+    // Up again, with the receiver still down while 40 more alerts (about
+    // ten minutes of the replay) are raised.
     let mut floe = Floe::run_with(dir.path(), "floe-1.log", &["run", "p.yaml"], &env);
     floe.wait_for_log("restored checkpoint");
-    std::thread::sleep(Duration::from_secs(2));
+    let before = json_lines(&archive).len();
+    let more = wait_for(Duration::from_secs(30), || {
+        json_lines(&archive).len() >= before + 40
+    });
+    assert!(more, "no more alerts raised:\n{}", floe.log());
     receiver.up();
     let (code, log) = floe.wait();
     logs += &log;
