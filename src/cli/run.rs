@@ -14,7 +14,8 @@ use crate::sinks::{Destination, stdout};
 use crate::sources;
 use crate::state::Store;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -63,34 +64,26 @@ fn parse_workers(text: &str) -> Result<usize, String> {
     }
 }
 
-/// The pipeline file, and the command line's changes to it.
-struct Loading<'a> {
-    args: &'a Args,
-}
-
-impl Loading<'_> {
-    fn load(&self) -> Result<Pipeline, Failure> {
-        let args = self.args;
-        let mut pipeline =
-            Pipeline::load(&args.pipeline).map_err(|d| Failure::Invalid(d.to_string()))?;
-        for input in &args.inputs {
-            replace_input(&mut pipeline, input)
-                .map_err(|e| Failure::Invalid(format!("--input {input}: {e}")))?;
-        }
-        for sink in &args.sinks {
-            replace_sink(&mut pipeline, sink)
-                .map_err(|e| Failure::Invalid(format!("--sink {sink}: {e}")))?;
-        }
-        if args.dry_run {
-            dry_run(&mut pipeline);
-        }
-        Ok(pipeline)
+/// The pipeline file, with the command line's changes to it.
+fn load(args: &Args) -> Result<Pipeline, Failure> {
+    let mut pipeline =
+        Pipeline::load(&args.pipeline).map_err(|d| Failure::Invalid(d.to_string()))?;
+    for input in &args.inputs {
+        replace_input(&mut pipeline, input)
+            .map_err(|e| Failure::Invalid(format!("--input {input}: {e}")))?;
     }
+    for sink in &args.sinks {
+        replace_sink(&mut pipeline, sink)
+            .map_err(|e| Failure::Invalid(format!("--sink {sink}: {e}")))?;
+    }
+    if args.dry_run {
+        dry_run(&mut pipeline);
+    }
+    Ok(pipeline)
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let loading = Loading { args: &args };
-    let pipeline = loading.load()?;
+    let pipeline = load(&args)?;
     let workers = args.workers.unwrap_or(Options::default().workers);
     let telemetry = args.http.telemetry(pipeline.http.as_ref());
     let runtime = super::tokio_runtime(workers)?;
@@ -115,7 +108,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             }
             let shutdown = Shutdown::default();
             let stopping = tokio::spawn(forward(stop.clone(), shutdown.clone()));
-            let edited = Arc::new(Mutex::new(None));
+            let edited = Arc::new(AtomicBool::new(false));
             let watching = (args.watch)
                 .then(|| tokio::spawn(watch(args.pipeline.clone(), shutdown.clone(), edited.clone())));
             let plan = Plan::new(&pipeline);
@@ -126,9 +119,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
             stopping.abort();
             watching.inspect(|w| w.abort());
             let report = run.map_err(|e| Failure::Runtime(e.to_string()))?;
-            let edited = edited.lock().map(|mut e| e.take()).unwrap_or_default();
-            match edited {
-                Some(()) if !stop.is_requested() => match loading.load() {
+            match edited.load(Ordering::Acquire) && !stop.is_requested() {
+                true => match load(&args) {
                     Ok(next) => {
                         tracing::info!("{}: reloaded", args.pipeline.display());
                         pipeline = next;
@@ -137,7 +129,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                     Err(Failure::Invalid(problems)) => eprintln!("{problems}"),
                     Err(other) => return Err(other),
                 },
-                _ => return Ok((report, pipeline)),
+                false => return Ok((report, pipeline)),
             }
         }
     })?;
@@ -187,7 +179,7 @@ async fn forward(stop: Shutdown, run: Shutdown) {
 
 /// Waits for a valid edit of the pipeline at `path`, then stops the run
 /// for the reload; an invalid one is reported and waited past.
-async fn watch(path: PathBuf, run: Shutdown, edited: Arc<Mutex<Option<()>>>) {
+async fn watch(path: PathBuf, run: Shutdown, edited: Arc<AtomicBool>) {
     let mut seen = std::fs::read(&path).ok();
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
@@ -198,9 +190,7 @@ async fn watch(path: PathBuf, run: Shutdown, edited: Arc<Mutex<Option<()>>>) {
         seen = now;
         match Pipeline::load(&path) {
             Ok(_) => {
-                if let Ok(mut edited) = edited.lock() {
-                    *edited = Some(());
-                }
+                edited.store(true, Ordering::Release);
                 run.request();
                 return;
             }

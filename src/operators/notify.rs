@@ -342,8 +342,14 @@ impl KeyedOperator for Notifying {
         self.judge(slot, out);
     }
 
+    /// Only when something waits on the clock: a ticking operator costs
+    /// a pass over every key each second, and a look at its state each
+    /// checkpoint.
     fn ticks(&self) -> bool {
-        true
+        self.inner.ticks()
+            || self.renotify.is_some()
+            || self.flapping.is_some()
+            || self.inhibit_when.is_some()
     }
 
     fn on_tick(&mut self, slot: usize, key: &Key, now: i64, out: &mut Emitter) {

@@ -177,7 +177,7 @@ impl BodyTemplate {
 const URL_VARS: &[&str] = &["pipeline", "rule", "key"];
 
 /// `url:` with placeholders, whose values are percent-encoded.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct UrlTemplate(Template);
 
 impl<'de> Deserialize<'de> for UrlTemplate {
@@ -297,7 +297,7 @@ impl SinkSpec for Config {
         };
         Ok(Box::new(WebhookSink {
             sender,
-            url: UrlTemplate(self.url.0.clone()),
+            url: self.url.clone(),
             pipeline: ctx.pipeline.to_string(),
             batch: self.batch.max(1),
             body: self.body.clone(),
@@ -437,9 +437,9 @@ impl Sender {
             request.lines.len()
         );
         let origin = serde_json::json!({"sink": self.id});
+        let why = format!("webhook: {reason}");
         for line in &request.lines {
-            let reason = (format!("webhook: {reason}"), "webhook_rejected");
-            let sent = dead.send(&self.id, (&reason.0, reason.1), origin.clone(), line);
+            let sent = dead.send(&self.id, (&why, "webhook_rejected"), origin.clone(), line);
             if sent.await.is_err() {
                 tracing::error!(
                     "{}: an alert rejected ({reason:?}) could not be dead-lettered",
