@@ -17,7 +17,7 @@
 //!   by: mode             # a separate normal per value of this field
 //!   memory: 2h           # how long the normal remembers
 //!   warmup: 1h           # no score until the normal has seen this much
-//!   threshold: 0.9999
+//!   threshold: 0.99999
 //!   for: 5m
 //!   score_field: wear_score
 //! ```
@@ -49,7 +49,7 @@ pub struct Config {
     #[serde(default)]
     method: Method,
     /// Score in [0, 1]: how unusual the recent scores are for this key's
-    /// own scores (Numenta's anomaly likelihood). One threshold (0.9999)
+    /// own scores (Numenta's anomaly likelihood). One threshold (0.99999)
     /// then fits signals of any scale or noise.
     #[serde(default)]
     likelihood: bool,
@@ -243,7 +243,7 @@ impl AlertingSpec for Config {
         if threshold <= 0.0 || threshold >= top || clear < 0.0 || clear > threshold {
             let message = match self.likelihood {
                 true => {
-                    "with `likelihood`, `threshold` must be between 0 and 1 (0.9999: one in ten thousand), and `clear_below` between 0 and it"
+                    "with `likelihood`, `threshold` must be between 0 and 1 (0.99999: one in a hundred thousand), and `clear_below` between 0 and it"
                 }
                 false => "`threshold` must be above 0, and `clear_below` between 0 and it",
             };
@@ -863,14 +863,34 @@ mod tests {
     }
 
     #[test]
+    fn out_of_order_readings_that_reach_it_are_each_scored() {
+        // A source with `max_out_of_orderness: 0s` passes readings in
+        // arrival order: here every pair arrives swapped.
+        let swapped = (0..720).map(|i: i64| {
+            let t = (i ^ 1) * STEP;
+            (t, 10.0 + noise(i ^ 1))
+        });
+        for method in METHODS {
+            let seen = scores(&format!("method: {method}\nwarmup: 30m\n"), swapped.clone());
+            assert_eq!(seen.len(), 720, "{method}");
+            assert!(
+                seen.iter().all(|s| s.is_finite() && s.abs() < 10.0),
+                "{method}: {seen:?}"
+            );
+        }
+    }
+
+    #[test]
     fn duplicate_timestamps_are_each_scored() {
         // Every reading twice, at the same time.
         let twice = (0..720).map(|i: i64| ((i / 2) * STEP, 10.0 + noise(i / 2)));
-        let seen = scores("warmup: 30m\n", twice);
-        assert_eq!(seen.len(), 720);
-        assert!(
-            seen.iter().all(|s| s.is_finite() && s.abs() < 6.0),
-            "{seen:?}"
-        );
+        for method in METHODS {
+            let seen = scores(&format!("method: {method}\nwarmup: 30m\n"), twice.clone());
+            assert_eq!(seen.len(), 720, "{method}");
+            assert!(
+                seen.iter().all(|s| s.is_finite() && s.abs() < 10.0),
+                "{method}: {seen:?}"
+            );
+        }
     }
 }

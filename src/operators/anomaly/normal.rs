@@ -174,9 +174,11 @@ impl Normal {
             // level would be in the variance for hours.
             (self.first, self.last, self.ey) = (t, t, x);
         }
-        let dt = (t - self.last) as f64;
-        self.mass *= (-dt.max(0.0) / p.memory_ms).exp();
-        self.last = t;
+        // A reading older than the last one (out of order) is scored as
+        // if it came with it: time does not run back for the decays.
+        let dt = (t - self.last).max(0) as f64;
+        self.mass *= (-dt / p.memory_ms).exp();
+        self.last = self.last.max(t);
         let floor = self.floor(p.min_spread);
         let base = self.baseline(x, z, t, p, floor);
         let ready = self.readings >= MIN_READINGS && t - self.first >= p.warmup_ms;
@@ -188,7 +190,14 @@ impl Normal {
         // Residuals in a cycle's deviations are floored there already.
         let residual_floor = if self.cycle.is_some() { 1e-9 } else { floor };
         if judged == Judged::Scored {
-            let smoothing = dt.max(1.0) / p.smoothing_ms;
+            // A reading at the time of the last (a duplicate, or one out
+            // of order) moves the chart as a reading at the usual gap
+            // would: at a gap of 0 its spread would be taken as none.
+            let gap = match dt > 0.0 {
+                true => dt,
+                false => (self.last - self.first) as f64 / f64::from(self.readings.max(1)),
+            };
+            let smoothing = gap.max(1.0) / p.smoothing_ms;
             score = self.score(p.method, base.r, smoothing, residual_floor);
             let u = (base.r - self.mean) / self.var.sqrt().max(residual_floor);
             let size = p.direction.magnitude(score);
