@@ -42,6 +42,7 @@ invalid!(
     kafka_options,
     mqtt_options,
     placeholder_typo,
+    several_problems_in_one_component,
     several_unknown_keys,
     structure,
     time_format,

@@ -90,6 +90,22 @@ impl Node {
         Node { kind, ..*self }
     }
 
+    /// The key (its position and name) of the outermost mapping entry
+    /// whose value is, or holds, the node written at `loc`.
+    fn entry_holding(&self, loc: Loc) -> Option<(Loc, String)> {
+        match &self.kind {
+            NodeKind::Map(entries) => entries.iter().find_map(|(k, v)| {
+                let name = || (k.loc, k.as_str().unwrap_or_default().to_owned());
+                match v.loc == loc {
+                    true => Some(name()),
+                    false => v.entry_holding(loc),
+                }
+            }),
+            NodeKind::Seq(items) => items.iter().find_map(|n| n.entry_holding(loc)),
+            _ => None,
+        }
+    }
+
     fn retain(&self, keep: impl Fn(&str) -> bool) -> Node {
         let kind = match &self.kind {
             NodeKind::Map(entries) => NodeKind::Map(
@@ -343,13 +359,14 @@ fn interpolate(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Strin
 ///
 /// serde stops at the first error, so this collects more by trying again:
 /// when a mapping had keys its struct does not know, they are all
-/// reported, left out, and the rest is deserialized once more, until an
-/// error of another kind (only the first of those can be known) or none.
+/// reported; an error of another kind is reported and the entry it is in
+/// left out; the rest is deserialized once more, until no error is left
+/// or no entry holds it.
 pub fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    // A key taken for a typo of a field leaves that field missing, which
-    // would be a second report of the same mistake.
-    let mut meant = Vec::new();
+    // A key taken for a typo of a field, or left out for its error,
+    // leaves that field missing: a second report of the same mistake.
+    let mut meant: Vec<String> = Vec::new();
     let mut node = std::borrow::Cow::Borrowed(node);
     loop {
         let e = match T::deserialize(node.as_ref()) {
@@ -357,17 +374,26 @@ pub fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, Vec<ConfigError>
             Ok(_) => return Err(errors),
             Err(e) => e,
         };
-        if e.unknown_keys.is_empty() {
-            if !e.missing_field.is_some_and(|m| meant.contains(&m)) {
+        let keys: Vec<Loc> = if e.unknown_keys.is_empty() {
+            if !e
+                .missing_field
+                .is_some_and(|m| meant.iter().any(|k| k == m))
+            {
                 errors.push(ConfigError::new(e.loc, e.message));
             }
-            return Err(errors);
-        }
-        let keys: Vec<Loc> = e.unknown_keys.iter().map(|k| k.loc).collect();
-        for key in e.unknown_keys {
-            meant.extend(key.meant);
-            errors.push(ConfigError::at(key.loc, key.message));
-        }
+            let Some((key, name)) = e.loc.and_then(|loc| node.entry_holding(loc)) else {
+                return Err(errors);
+            };
+            meant.push(name);
+            vec![key]
+        } else {
+            let keys = e.unknown_keys.iter().map(|k| k.loc).collect();
+            for key in e.unknown_keys {
+                meant.extend(key.meant.map(String::from));
+                errors.push(ConfigError::at(key.loc, key.message));
+            }
+            keys
+        };
         let rest = node.without_keys_at(&keys);
         if rest == *node {
             // The keys are not in this tree (a type read them from one of
@@ -855,6 +881,7 @@ mod tests {
                 "2:23: unknown field `nme`, did you mean `name`?",
                 "2:31: unknown field `colour`",
                 "2:20: expected a number, found a string",
+                "3:7: invalid value: integer `-1`, expected u32",
             ]
         );
         assert_eq!(
