@@ -60,7 +60,11 @@ fn checkpoint(c: &mut Criterion) {
     group.sample_size(10);
     for keys in [10_000, 1_000_000] {
         let (mut core, flow) = loaded(keys);
-        let full = core.snapshot(&flow, true).unwrap().unwrap_or_default();
+        let full = core
+            .snapshot(&flow, true)
+            .unwrap()
+            .segment
+            .unwrap_or_default();
         eprintln!(
             "{keys} keys: full segment {} bytes ({} per key)",
             full.len(),
@@ -82,7 +86,7 @@ fn checkpoint(c: &mut Criterion) {
                     let started = Instant::now();
                     let segment = core.snapshot(&flow, false).unwrap();
                     spent += started.elapsed();
-                    delta_bytes = segment.map_or(0, |s| s.len());
+                    delta_bytes = segment.segment.map_or(0, |s| s.len());
                 }
                 spent
             })

@@ -5,6 +5,10 @@
 #                                        does floe keep up with RATE records/s?
 #   benches/kafka.sh drain RECORDS       RECORDS already on the topic, read from
 #                                        the earliest: how fast floe consumes alone
+#   benches/kafka.sh group N RECORDS     the same drain by N instances in one
+#                                        consumer group, each with a state dir
+#                                        (keyed state in the changelog topic):
+#                                        how the work splits, CPU per event
 #
 # Prints what the simulator produced, what floe processed (its summary line)
 # and the CPU each process used (seconds). Needs tansu (`cargo install
@@ -72,8 +76,38 @@ drain)
     echo "drained in $(echo "$(date +%s.%N) - $start" | bc) s (to the 1 s lag report that showed no lag)"
     stop_floe $pid
     ;;
+group)
+    n=${2:?instances}; records=${3:?records}
+    echo "produced: $(simulate --rate "$records" --duration 1s)"
+    broker_cpu=$(cpu "$broker")
+    input="trucks=kafka://127.0.0.1:$port/telemetry?from=earliest&group=bench-$n${EXTRA:-}"
+    pids=()
+    start=$(date +%s.%N)
+    for i in $(seq "$n"); do
+        FLOE_LOG=info "$floe" run pipelines/cold-chain.yaml --input "$input" --state-dir "$dir/state-$i" \
+            --http "127.0.0.1:$((18900 + i))" > /dev/null 2> "$dir/floe-$i.log" &
+        pids+=($!)
+    done
+    # Drained when the instances together have read every record.
+    read_so_far() {
+        for i in $(seq "$n"); do
+            curl -s "http://127.0.0.1:$((18900 + i))/metrics" | awk '/^floe_source_events_total/ {s += $2} END {print s + 0}'
+        done | awk '{s += $1} END {print s + 0}'
+    }
+    until [ "$(read_so_far)" -ge "$records" ]; do sleep 0.1; done
+    echo "drained by $n in $(echo "$(date +%s.%N) - $start" | bc) s (from the start of the processes)"
+    total_cpu=0
+    for i in $(seq "$n"); do
+        c=$(cpu "${pids[$((i - 1))]}")
+        total_cpu=$(echo "$total_cpu + $c" | bc)
+        kill -TERM "${pids[$((i - 1))]}"
+        wait "${pids[$((i - 1))]}" || true
+        echo "instance $i: cpu ${c}s, $(grep "events in" "$dir/floe-$i.log")"
+    done
+    echo "cpu: floe ${total_cpu}s in all ($(echo "scale=2; $total_cpu * 1000000 / $records" | bc) us per event), tansu $(echo "$(cpu "$broker") - $broker_cpu" | bc)s"
+    ;;
 *)
-    echo "usage: benches/kafka.sh live RATE SECONDS | drain RECORDS" >&2
+    echo "usage: benches/kafka.sh live RATE SECONDS | drain RECORDS | group N RECORDS" >&2
     exit 2
     ;;
 esac

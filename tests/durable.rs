@@ -755,3 +755,186 @@ fn a_watched_pipeline_takes_an_edit_and_keeps_the_open_window() {
     assert_eq!(expected.len(), 13);
     assert_eq!(lines(&windows), expected, "{log}");
 }
+
+/// Readings of `trucks` trucks, one every 10 s each, numbered by `seq`:
+/// hot (5 C) in spells of 30 readings.
+fn fleet_readings(trucks: u64, per_truck: u64) -> Vec<(String, Vec<u8>)> {
+    (0..trucks * per_truck)
+        .map(|seq| {
+            let (truck, i) = (seq % trucks, seq / trucks);
+            let temp = if (i / 30) % 2 == 1 { 5.0 } else { 2.0 };
+            let json = format!(
+                r#"{{"device":"t{truck}","seq":{seq},"ts":"{}","temperature_c":{temp}}}"#,
+                rfc3339(1_795_000_000_000 + i as i64 * 10_000)
+            );
+            (format!("t{truck}"), json.into_bytes())
+        })
+        .collect()
+}
+
+/// A pipeline of a consumer group member (with a state dir), or of the
+/// same rules over a file (without).
+fn group_pipeline(brokers: &str, member: bool) -> String {
+    let state = match member {
+        true => "state: {dir: state, interval: 300ms}",
+        false => "",
+    };
+    format!(
+        r#"
+name: fleet
+{state}
+sources:
+  trucks:
+    type: kafka
+    brokers: "{brokers}"
+    topics: [telemetry]
+    group_id: fleet
+    key: device
+    time: ts
+    options: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
+operators:
+  numbered: {{type: filter, inputs: [trucks], condition: seq >= 0}}
+  too_warm: {{type: threshold, inputs: [trucks], field: temperature_c, above: 4.0, for: 1m, clear_below: 3.5}}
+  five_min: {{type: window, inputs: [trucks], size: 5m, aggregates: {{n: count()}}}}
+sinks:
+  readings: {{type: file, inputs: [numbered], path: readings.jsonl}}
+  alerts: {{type: file, inputs: [too_warm], path: alerts.jsonl}}
+  windows: {{type: file, inputs: [five_min], path: windows.jsonl}}
+"#
+    )
+}
+
+#[test]
+fn a_consumer_group_hands_keyed_state_over_when_a_member_dies_and_one_joins() {
+    let root = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(root.path());
+    let brokers = tansu.brokers();
+    tansu.create_topic("telemetry", 6);
+    let (trucks, per_truck) = (60, 200);
+    let total = trucks * per_truck;
+    let records = fleet_readings(trucks, per_truck);
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    for dir in &dirs {
+        write(dir.path(), "p.yaml", group_pipeline(&brokers, true));
+    }
+    let start = |i: usize| Floe::run(dirs[i].path(), "floe.log", &["run", "p.yaml"]);
+    let mut members: Vec<Option<Floe>> = (0..3).map(|i| Some(start(i))).collect();
+    let seen = || -> HashMap<u64, u32> {
+        let mut all = HashMap::new();
+        for dir in &dirs {
+            for (seq, n) in seqs(dir.path()) {
+                *all.entry(seq).or_default() += n;
+            }
+        }
+        all
+    };
+    let logs = |members: &[Option<Floe>]| -> String {
+        members
+            .iter()
+            .flatten()
+            .map(|m| m.log())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    // The producer stands for the fleet: a steady stream, in parts.
+    let producing = {
+        let brokers = brokers.clone();
+        std::thread::spawn(move || {
+            for part in records.chunks(400) {
+                produce_with(&brokers, "telemetry", part.iter().cloned(), &[]);
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    let reached = |at: usize| wait_for(Duration::from_secs(90), || seen().len() >= at);
+    assert!(reached(total as usize / 3), "{}", logs(&members));
+    let killed = members[2].take().map(Floe::kill).unwrap_or_default();
+    assert!(
+        reached(total as usize * 2 / 3),
+        "{killed}\n{}",
+        logs(&members)
+    );
+    members.push(Some(start(3)));
+    producing.join().unwrap();
+    let all_in = wait_for(Duration::from_secs(90), || seen().len() as u64 >= total);
+    // The new member took a share, from the changelog.
+    let joined = wait_for(Duration::from_secs(30), || {
+        members[3]
+            .as_ref()
+            .is_some_and(|m| m.log().contains("keys restored from the changelog"))
+    });
+    let mut log = killed;
+    for member in members.iter_mut().filter_map(Option::take) {
+        let (code, text) = member.stop();
+        assert_eq!(code, 0, "{text}");
+        log += &text;
+    }
+    let missing: Vec<u64> = (0..total).filter(|s| !seen().contains_key(s)).collect();
+    assert!(all_in && missing.is_empty(), "missing {missing:?}\n{log}");
+    assert!(joined, "{log}");
+    assert!(
+        lines(&dirs[3].path().join("readings.jsonl")).len() > 100,
+        "the joining member read nothing\n{log}"
+    );
+
+    // One member over the whole input.
+    let reference = tempfile::tempdir().unwrap();
+    let recording: Vec<String> = fleet_readings(trucks, per_truck)
+        .iter()
+        .map(|(_, json)| String::from_utf8_lossy(json).into_owned())
+        .collect();
+    write(reference.path(), "all.jsonl", recording.join("\n"));
+    write(reference.path(), "p.yaml", group_pipeline(&brokers, false));
+    let out = support::run_in(
+        reference.path(),
+        &["run", "p.yaml", "--input", "trucks=file:all.jsonl"],
+    );
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let expected = alert_ids(&reference.path().join("alerts.jsonl"));
+    // Per truck 3 hot spells, each a firing and a resolve.
+    assert_eq!(expected.len(), trucks as usize * 6);
+    let mut alerts = BTreeSet::new();
+    let mut episodes: HashMap<(String, String), Vec<(usize, String)>> = HashMap::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        alerts.extend(alert_ids(&dir.path().join("alerts.jsonl")));
+        for a in lines(&dir.path().join("alerts.jsonl")) {
+            let episode = (a["key"].to_string(), a["episode_start"].to_string());
+            let state = a["state"].as_str().unwrap_or_default().to_string();
+            episodes.entry(episode).or_default().push((i, state));
+        }
+    }
+    assert_eq!(alerts, expected, "{log}");
+    // Episodes open when their keys moved were resolved by the next owner.
+    let handed_over = (episodes.values())
+        .filter(|seen| {
+            let by = |state: &str| -> BTreeSet<usize> {
+                seen.iter()
+                    .filter(|(_, s)| s == state)
+                    .map(|(i, _)| *i)
+                    .collect()
+            };
+            by("resolved").iter().any(|i| !by("firing").contains(i))
+        })
+        .count();
+    assert!(
+        handed_over > 0,
+        "no episode was resolved by a new owner\n{log}"
+    );
+    // Every window (stamped with its end) closed before the last reading
+    // counts what one member counts; the one still open waits.
+    let cutoff = rfc3339(1_795_000_000_000 + (per_truck as i64 - 1) * 10_000);
+    let windows = |dir: &Path| -> BTreeSet<String> {
+        (lines(&dir.join("windows.jsonl")).iter())
+            .filter(|w| {
+                w["event_time"]
+                    .as_str()
+                    .is_some_and(|t| t < cutoff.as_str())
+            })
+            .map(|w| format!("{} {} {}", w["key"], w["event_time"], w["n"]))
+            .collect()
+    };
+    let expected = windows(reference.path());
+    assert_eq!(expected.len(), trucks as usize * 6);
+    let live: BTreeSet<String> = dirs.iter().flat_map(|d| windows(d.path())).collect();
+    assert_eq!(live, expected, "{log}");
+}

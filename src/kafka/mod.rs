@@ -7,6 +7,8 @@
 //! records wait in librdkafka's bounded queue, and when it is full, sending
 //! waits. Any property can be overridden under `options`.
 
+pub mod changelog;
+
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};

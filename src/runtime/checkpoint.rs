@@ -19,6 +19,7 @@
 use super::Metrics;
 use super::ack::{Ack, Settled};
 use super::dataflow::Dataflow;
+use crate::state::changelog::Change;
 use crate::state::store::{self, Manifest, SavedKey, SegmentRef, SourcePosition, WorkerClock};
 use crate::state::{Component, Restored, StateError, Store};
 use std::path::PathBuf;
@@ -43,6 +44,11 @@ pub struct Checkpoints {
     interval: Duration,
     /// Per source: where the restored checkpoint says to resume.
     resume: Vec<Option<Vec<u8>>>,
+    /// Completed checkpoints' changes to changelog keys, by checkpoint,
+    /// until their source writes them.
+    outgoing: Mutex<Vec<(u64, Change)>>,
+    /// A changelog write failed: the next checkpoint is a full one.
+    changes_lost: std::sync::atomic::AtomicBool,
 }
 
 struct Round {
@@ -92,6 +98,11 @@ pub enum Part {
         seq: u64,
         worker: usize,
         clock: WorkerClock,
+    },
+    /// A worker's changes to the keys changelogs keep.
+    Changes {
+        seq: u64,
+        changes: Vec<Change>,
     },
 }
 
@@ -192,6 +203,29 @@ impl Checkpoints {
         let _ = self.parts.send(Part::Clock { seq, worker, clock });
     }
 
+    /// Records a worker's changes to changelog keys at checkpoint `seq`.
+    pub fn changes(&self, seq: u64, changes: Vec<Change>) {
+        if !changes.is_empty() {
+            let _ = self.parts.send(Part::Changes { seq, changes });
+        }
+    }
+
+    /// The changes of completed checkpoints up to `seq` to `source`'s
+    /// changelog, in order: the source writes them before it commits.
+    pub fn take_changes(&self, source: usize, seq: u64) -> Vec<Change> {
+        let mut outgoing = self.outgoing.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = |(s, c): &(u64, Change)| *s <= seq && c.source as usize == source;
+        let (taken, kept) = std::mem::take(&mut *outgoing).into_iter().partition(mine);
+        *outgoing = kept;
+        taken.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// A changelog could not take a checkpoint's changes: the next
+    /// checkpoint writes every key again.
+    pub fn changes_lost(&self) {
+        self.changes_lost.store(true, Ordering::Release);
+    }
+
     /// Writes a worker's segment of checkpoint `seq` and makes it durable,
     /// then gives `ack` back; off the worker's thread. A failed write
     /// drops `ack`, which abandons the checkpoint.
@@ -249,9 +283,10 @@ impl Checkpoints {
     fn start(&self, round: &mut Round) {
         round.last_seq += 1;
         let seq = round.last_seq;
+        let lost = self.changes_lost.swap(false, Ordering::AcqRel);
         round.pending = Some(Pending {
             seq,
-            full: round.full_next,
+            full: round.full_next || lost,
             root: Some(Ack::new(seq, round.settled.clone())),
             waiting: round.live.clone(),
         });
@@ -404,6 +439,8 @@ impl Coordinator {
             segments: store.segment_path(""),
             interval,
             resume: positions.clone(),
+            outgoing: Mutex::new(Vec::new()),
+            changes_lost: std::sync::atomic::AtomicBool::new(false),
         });
         let coordinator = Coordinator {
             shared: shared.clone(),
@@ -488,6 +525,7 @@ impl Coordinator {
     /// returns the bytes of its new segments.
     fn complete(&mut self, seq: u64, full: bool, complete: bool) -> Result<u64, String> {
         let mut segments = Vec::new();
+        let mut changes = Vec::new();
         while let Ok(part) = self.parts.try_recv() {
             match part {
                 Part::Position {
@@ -505,6 +543,7 @@ impl Coordinator {
                         *c = clock;
                     }
                 }
+                Part::Changes { seq: s, changes: c } if s == seq => changes.extend(c),
                 _ => {}
             }
         }
@@ -529,6 +568,13 @@ impl Coordinator {
                 .commit(manifest)
                 .map_err(|e: StateError| e.to_string())?;
         }
+        let mut outgoing = self
+            .shared
+            .outgoing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        outgoing.extend(changes.into_iter().map(|c| (seq, c)));
+        drop(outgoing);
         self.shared.completed.store(seq, Ordering::Release);
         Ok(bytes)
     }

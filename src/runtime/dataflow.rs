@@ -49,6 +49,9 @@ pub struct Dataflow {
     /// Per source: whether it connects to a broker (see
     /// [`SourceSpec::connects`](crate::sources::SourceSpec::connects)).
     pub connects: Vec<bool>,
+    /// Per source: its keys' state is kept per input partition in a
+    /// changelog (see [`SourceSpec::changelog`](crate::sources::SourceSpec::changelog)).
+    pub changelog: Vec<bool>,
 }
 
 impl Dataflow {
@@ -202,6 +205,7 @@ impl Plan {
                 max_keys: p.sources.iter().map(|s| s.common.max_keys).collect(),
                 live: p.sources.iter().any(|s| s.spec.live()),
                 connects: p.sources.iter().map(|s| s.spec.connects()).collect(),
+                changelog: p.sources.iter().map(|s| s.spec.changelog()).collect(),
                 trace,
             },
             operators,

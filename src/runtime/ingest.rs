@@ -12,8 +12,9 @@ use super::checkpoint::{Barrier, Checkpoints};
 use super::field_watch::FieldWatch;
 use super::metrics::SourceMetrics;
 use super::{Ack, DeadLetters, Metrics, Router, Shutdown};
-use crate::event::Event;
 use crate::event::decode::{self, CsvHeader, DecodeError, Decoder, Envelope};
+use crate::event::{Event, Key};
+use crate::state::changelog::Change;
 use crate::state::codec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -337,6 +338,32 @@ impl Ingest {
             checkpoints.leave(self.source as usize);
         }
         done.map(|()| last)
+    }
+
+    /// The changes to this source's changelog of the checkpoints completed
+    /// up to `seq`, to write before committing what they cover.
+    pub fn take_changes(&self, seq: u64) -> Vec<Change> {
+        (self.checkpoints.as_ref())
+            .map_or_else(Vec::new, |c| c.take_changes(self.source as usize, seq))
+    }
+
+    /// The changelog did not take some changes: the next checkpoint
+    /// writes every key.
+    pub fn changes_lost(&self) {
+        if let Some(c) = &self.checkpoints {
+            c.changes_lost();
+        }
+    }
+
+    /// Gives the workers the keys of partitions this source was just
+    /// given (key, partition, state from its changelog).
+    pub fn adopt_blocking(&mut self, keys: Vec<(Key, u32, Vec<u8>)>) -> Result<(), Closed> {
+        self.router.adopt_blocking(keys).map_err(|_| Closed)
+    }
+
+    /// The workers let go of the keys of `partitions`.
+    pub fn let_go_blocking(&mut self, partitions: Vec<u32>) -> Result<(), Closed> {
+        self.router.let_go_blocking(partitions).map_err(|_| Closed)
     }
 
     /// Waits up to `patience` for checkpoint `seq` to complete.

@@ -22,7 +22,7 @@ pub struct Keys {
     hashes: Vec<u64>,
     stride: usize,
     /// Keys dropped since the last checkpoint: its tombstones.
-    dropped: Vec<Key>,
+    dropped: Vec<(Key, Heard)>,
 }
 
 /// When a key was last heard from, and through which source.
@@ -33,6 +33,10 @@ pub struct Heard {
     pub source: u16,
     /// The source whose event made the key: its `max_keys` counts it.
     pub owner: u16,
+    /// The source and input partition whose changelog keeps the key's
+    /// state (see [`crate::kafka::changelog`]): the last partition of a
+    /// changelog source the key was heard through.
+    pub changelog: Option<(u16, u32)>,
 }
 
 impl Keys {
@@ -71,12 +75,17 @@ impl Keys {
         self.heard[slot]
     }
 
-    /// An event of the key came at `at` through `source`.
-    pub fn touch(&mut self, slot: usize, at: i64, source: u16) {
+    /// An event of the key came at `at` through `source`; `changelog`
+    /// when that source keeps its keys' state in a changelog, with the
+    /// event's partition.
+    pub fn touch(&mut self, slot: usize, at: i64, source: u16, changelog: Option<u32>) {
         self.dirty[slot] = true;
         let heard = &mut self.heard[slot];
         heard.at = at;
         heard.source = source;
+        if let Some(partition) = changelog {
+            heard.changelog = Some((source, partition));
+        }
     }
 
     pub fn mark_dirty(&mut self, slot: usize) {
@@ -100,8 +109,10 @@ impl Keys {
     }
 
     /// Forgets the key in `slot`; the last key moves into it. Returns what
-    /// was known of the removed key.
-    pub fn remove(&mut self, slot: usize) -> Heard {
+    /// was known of the removed key. With `tombstone`, the next checkpoint
+    /// erases its state; without (its partition went to another instance),
+    /// the state saved stays for the next owner.
+    pub fn remove(&mut self, slot: usize, tombstone: bool) -> Heard {
         let key = self.keys.swap_remove(slot);
         self.slots.remove(&key);
         if let Some(moved) = self.keys.get(slot) {
@@ -115,12 +126,14 @@ impl Keys {
                 .swap(slot * self.stride + i, last * self.stride + i);
         }
         self.hashes.truncate(last * self.stride);
-        self.dropped.push(key);
+        if tombstone {
+            self.dropped.push((key, heard));
+        }
         heard
     }
 
     /// The keys dropped since the last call.
-    pub fn take_dropped(&mut self) -> Vec<Key> {
+    pub fn take_dropped(&mut self) -> Vec<(Key, Heard)> {
         std::mem::take(&mut self.dropped)
     }
 }
@@ -137,12 +150,13 @@ mod tests {
             keys.rehash(i, 0, i as u64 + 10);
         }
         keys.clean(2);
-        keys.remove(0);
+        keys.remove(0, true);
         assert_eq!(keys.len(), 2);
         assert_eq!(keys.get(&"c".into()), Some(0));
         assert_eq!(keys.get(&"a".into()), None);
         assert!(!keys.is_dirty(0), "c's flags moved with it");
         assert!(!keys.rehash(0, 0, 12), "c's hash moved with it");
-        assert_eq!(keys.take_dropped(), ["a"]);
+        let dropped: Vec<Key> = keys.take_dropped().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(dropped, ["a"]);
     }
 }

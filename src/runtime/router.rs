@@ -37,6 +37,11 @@ pub enum WorkerMsg {
         full: bool,
         ack: Ack,
     },
+    /// Keys of partitions the source was given, with their state from its
+    /// changelog (key, partition, state), before any event of them.
+    Adopt(u16, Vec<(Key, u32, Vec<u8>)>),
+    /// The source's partitions given to another instance: let their keys go.
+    LetGo(u16, Arc<[u32]>),
 }
 
 impl WorkerMsg {
@@ -44,6 +49,7 @@ impl WorkerMsg {
         let source = match self {
             WorkerMsg::Events(source, ..) | WorkerMsg::Mark(source, _) => source,
             WorkerMsg::Done { source, .. } | WorkerMsg::Barrier { source, .. } => source,
+            WorkerMsg::Adopt(source, _) | WorkerMsg::LetGo(source, _) => source,
         };
         *source as usize
     }
@@ -129,6 +135,31 @@ impl Router {
             full: barrier.full,
             ack: barrier.ack.share(),
         })
+    }
+
+    /// Hands each worker the keys it owns of `keys` (key, partition,
+    /// state), behind the events routed so far.
+    pub fn adopt_blocking(&mut self, keys: Vec<(Key, u32, Vec<u8>)>) -> Result<(), Closed> {
+        self.flush_blocking()?;
+        let mut shares: Vec<Vec<_>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
+        for entry in keys {
+            shares[worker_for(&entry.0, self.workers.len())].push(entry);
+        }
+        for (worker, share) in self.workers.iter().zip(shares) {
+            if !share.is_empty() {
+                let msg = WorkerMsg::Adopt(self.source, share);
+                worker.blocking_send(msg).map_err(|_| Closed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells every worker to let go of the keys of `partitions`, behind
+    /// the events routed so far.
+    pub fn let_go_blocking(&mut self, partitions: Vec<u32>) -> Result<(), Closed> {
+        self.flush_blocking()?;
+        let partitions: Arc<[u32]> = partitions.into();
+        self.to_all(|| WorkerMsg::LetGo(self.source, partitions.clone()))
     }
 
     fn to_all(&self, msg: impl Fn() -> WorkerMsg) -> Result<(), Closed> {

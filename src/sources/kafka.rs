@@ -11,6 +11,7 @@
 //!   options: {security.protocol: SASL_SSL, sasl.password: "${KAFKA_PASSWORD}"}
 //!   key: record.key               # or a payload field
 //!   time: ts                      # or record.timestamp
+//!   state: changelog              # or local (with a state dir)
 //! ```
 //!
 //! Delivery is at-least-once. Offsets are committed only for records whose
@@ -28,6 +29,19 @@
 //! first, and a restart seeks every partition to the offset of the
 //! checkpoint it restores, whatever was committed.
 //!
+//! With a state dir and `state: changelog` (the default) the keys' state
+//! belongs to the input partition their records come from, and is kept in
+//! a compacted topic of the same cluster, `GROUP-changelog`
+//! ([`crate::kafka::changelog`]), rather than in the state dir: a
+//! completed checkpoint's changed keys and each partition's offset are
+//! written there before the offsets are committed; a revoked partition's
+//! keys are checkpointed and let go; an assigned partition's keys are read
+//! from the changelog, and the partition sought to the offset their state
+//! covers, before any of its records is processed. So partitions can move
+//! between instances (one joins, one dies) and their open windows, episodes
+//! and models move with them. `state: local` keeps everything in the state
+//! dir (one instance, or a group whose partitions never move).
+//!
 //! Everything runs on one blocking thread: librdkafka calls the rebalance
 //! and statistics callbacks from inside `poll`, on that thread, so the
 //! reader's state is never contended.
@@ -36,6 +50,7 @@ use super::{Carries, Ingest, Source, SourceError, SourceSpec};
 use crate::config::{Context, Duration as ConfigDuration};
 use crate::event::decode::{DecodeError, Envelope};
 use crate::event::time;
+use crate::kafka::changelog::Changelog;
 use crate::kafka::{self, Connection};
 use crate::runtime::BoxFuture;
 use crate::runtime::{Marks, Settled};
@@ -66,6 +81,21 @@ pub struct Config {
     /// librdkafka consumer properties, over floe's defaults.
     #[serde(default)]
     options: BTreeMap<String, String>,
+    /// Where the keys' state is checkpointed, with a state dir.
+    #[serde(default)]
+    state: StateHome,
+}
+
+/// Where a Kafka source's keys' state is checkpointed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateHome {
+    /// In the changelog topic, per input partition, for whichever instance
+    /// owns the partition next.
+    #[default]
+    Changelog,
+    /// In the state dir, with the rest.
+    Local,
 }
 
 fn default_commit_interval() -> ConfigDuration {
@@ -121,6 +151,7 @@ impl Config {
             start: Start::Committed,
             commit_interval: default_commit_interval(),
             options: BTreeMap::new(),
+            state: StateHome::default(),
         };
         for (name, value) in uri.params {
             match name.as_str() {
@@ -155,7 +186,12 @@ impl SourceSpec for Config {
             start: self.start,
             commit_interval: Duration::from_millis(self.commit_interval.ms().max(1) as u64),
             what: format!("source \"{}\"", ctx.id),
+            changelog: self.changelog(),
         }))
+    }
+
+    fn changelog(&self) -> bool {
+        self.state == StateHome::Changelog
     }
 
     fn carries(&self) -> Carries {
@@ -174,6 +210,8 @@ struct KafkaSource {
     start: Start,
     commit_interval: Duration,
     what: String,
+    /// Keys' state goes to the changelog (with a state dir).
+    changelog: bool,
 }
 
 /// How often librdkafka reports statistics, and so how often lag is logged,
@@ -207,8 +245,21 @@ impl KafkaSource {
             // librdkafka's 500 ms caps a drain at ~100,000 records/s.
             ("fetch.wait.max.ms", "100"),
         ]);
+        let changelog = match self.changelog && ingest.durable() {
+            true => {
+                let topic = format!("{}-changelog", self.group);
+                let opened = Changelog::open(&self.connection, &topic, &self.topics);
+                Some(opened.map_err(SourceError::Kafka)?)
+            }
+            false => None,
+        };
         let reader = Reader {
-            resume: ingest.resume().unwrap_or_default(),
+            // With a changelog the offsets are where it says, per partition.
+            resume: match changelog {
+                Some(_) => Vec::new(),
+                None => ingest.resume().unwrap_or_default(),
+            },
+            changelog,
             ingest,
             marks: Marks::default(),
             what: self.what,
@@ -361,8 +412,10 @@ type Positions = Vec<(String, i32, i64)>;
 /// The source's state: what was read, what is in flight, what is committed.
 struct Reader {
     ingest: Ingest,
-    /// Where the restored checkpoint left each partition.
+    /// Where the restored checkpoint (or the changelog) left each partition.
     resume: Positions,
+    /// Where the keys' state is kept per partition, if not in the state dir.
+    changelog: Option<Changelog>,
     marks: Marks,
     what: String,
     brokers: String,
@@ -525,9 +578,33 @@ impl Reader {
         {
             positions = self.in_flight.pop_front().map(|(_, p)| p);
         }
-        if let Some(positions) = positions {
-            self.commit_positions(consumer, positions, &BTreeMap::new(), mode);
+        let Some(positions) = positions else {
+            return;
+        };
+        if let Err(e) = self.write_changelog(completed, &positions) {
+            tracing::warn!(
+                "{}: writing the changelog: {e}; offsets are not committed, and the next checkpoint writes every key",
+                self.what
+            );
+            self.ingest.changes_lost();
+            return;
         }
+        self.commit_positions(consumer, positions, &BTreeMap::new(), mode);
+    }
+
+    /// Writes the changes of the checkpoints completed up to `seq` and the
+    /// partitions' `positions` to the changelog, if there is one.
+    fn write_changelog(&mut self, seq: u64, positions: &[(u32, i64)]) -> Result<(), kafka::Error> {
+        let Some(changelog) = &self.changelog else {
+            return Ok(());
+        };
+        let changes = (self.ingest.take_changes(seq).into_iter())
+            .map(|c| {
+                let p = &self.partitions[c.partition as usize];
+                (p.topic.clone(), p.partition, c.key, c.state)
+            })
+            .collect();
+        changelog.write(changes, &self.named(positions))
     }
 
     /// The source is stopping: makes everything read safe (unless it
@@ -664,19 +741,22 @@ impl Reader {
     /// or where `start` says, if this run has not had them before.
     fn assigned(&mut self, consumer: &BaseConsumer<Reading>, tpl: &mut TopicPartitionList) {
         let (mut fresh, mut restored) = (TopicPartitionList::new(), TopicPartitionList::new());
+        self.adopt(tpl);
         for element in tpl.elements() {
             let (topic, partition) = (element.topic(), element.partition());
             let index = self.index_of(topic, partition);
             let p = &mut self.partitions[index as usize];
             let resume = (self.resume.iter()).find(|(t, n, _)| t == topic && *n == partition);
             let offset = match self.start {
-                _ if p.seen => None,
+                // The changelog's offset holds even for a partition had before.
+                _ if p.seen && self.changelog.is_none() => None,
                 _ if resume.is_some() => {
                     let next = resume.map_or(0, |&(_, _, next)| next);
                     let _ = restored.add_partition_offset(topic, partition, Offset::Offset(next));
                     p.sought = Some(next);
                     None
                 }
+                _ if p.seen => None,
                 Start::Committed => None,
                 Start::Earliest => Some(Offset::Beginning),
                 Start::Latest => Some(Offset::End),
@@ -709,8 +789,49 @@ impl Reader {
         tracing::info!("{}: assigned {}", self.what, describe(tpl));
     }
 
+    /// Reads the state of the keys of the partitions in `tpl` from the
+    /// changelog and hands it to the workers; notes where each partition's
+    /// state leaves it, to seek there.
+    fn adopt(&mut self, tpl: &TopicPartitionList) {
+        let Some(changelog) = &self.changelog else {
+            return;
+        };
+        let inputs: Vec<(String, i32)> = (tpl.elements().iter())
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let replays = match changelog.read(&inputs) {
+            Ok(replays) => replays,
+            Err(e) => {
+                tracing::error!("{}: reading the changelog: {e}", self.what);
+                self.failed = Some(SourceError::Kafka(e));
+                return;
+            }
+        };
+        let mut keys = Vec::new();
+        for ((topic, partition), replay) in replays {
+            let (states, position) = replay.finish();
+            let index = self.index_of(&topic, partition);
+            // Its records are read again from where the state leaves them.
+            self.partitions[index as usize].high = -1;
+            self.resume
+                .retain(|(t, n, _)| !(*t == topic && *n == partition));
+            if let Some(next) = position {
+                self.resume.push((topic, partition, next));
+            }
+            keys.extend(states.into_iter().map(|(key, state)| (key, index, state)));
+        }
+        tracing::info!(
+            "{}: {} keys restored from the changelog",
+            self.what,
+            keys.len()
+        );
+        if let Err(e) = self.ingest.adopt_blocking(keys) {
+            self.failed = Some(e.into());
+        }
+    }
+
     /// Partitions taken away: everything read from them is made safe and
-    /// committed before they go.
+    /// committed before they go; with a changelog, their keys go too.
     fn revoked(&mut self, consumer: &BaseConsumer<Reading>, tpl: &TopicPartitionList) {
         match self.ingest.durable() {
             // Leaving the group after the last checkpoint: nothing left.
@@ -718,12 +839,20 @@ impl Reader {
             true => self.checkpoint_now(consumer),
             false => self.settle_all(consumer),
         }
+        let mut gone = Vec::new();
         for element in tpl.elements() {
             let index = self.index_of(element.topic(), element.partition());
             let p = &mut self.partitions[index as usize];
             p.assigned = false;
             p.next = -1;
             p.committed = -1;
+            gone.push(index);
+        }
+        if self.changelog.is_some()
+            && !self.finished
+            && let Err(e) = self.ingest.let_go_blocking(gone)
+        {
+            self.failed = Some(e.into());
         }
         tracing::info!("{}: revoked {}", self.what, describe(tpl));
     }

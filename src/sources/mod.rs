@@ -154,6 +154,13 @@ pub trait SourceSpec: Debug + Send + Sync {
     fn connects(&self) -> bool {
         false
     }
+
+    /// Whether, with a state dir, its keys' state is checkpointed per
+    /// input partition to a changelog the next owner of the partition
+    /// reads (a Kafka consumer group), rather than to the state dir.
+    fn changelog(&self) -> bool {
+        false
+    }
 }
 
 /// What a source's messages carry beside their payload, that `key:` and

@@ -211,19 +211,8 @@ impl SegmentWriter {
         })
     }
 
-    /// Starts a key's entry; add its parts with [`part`](Self::part), then
-    /// [`end_key`](Self::end_key).
-    pub fn part(
-        &mut self,
-        component: u16,
-        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
-    ) -> Result<(), CodecError> {
-        let start = self.parts.len();
-        encode(&mut self.parts)?;
-        self.scratch.push((component, start..self.parts.len()));
-        Ok(())
-    }
-
+    /// Ends the entry of the key whose parts were just written (see
+    /// [`PartWriter`]).
     pub fn end_key(&mut self, key: &str) -> Result<(), CodecError> {
         let head = EntryHead {
             key,
@@ -255,6 +244,29 @@ impl SegmentWriter {
 
     pub fn finish(self) -> Vec<u8> {
         self.buf
+    }
+}
+
+/// Takes one key's state, a part per component.
+pub trait PartWriter {
+    /// Adds the part of component number `component`, as `encode` writes it.
+    fn part(
+        &mut self,
+        component: u16,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
+    ) -> Result<(), CodecError>;
+}
+
+impl PartWriter for SegmentWriter {
+    fn part(
+        &mut self,
+        component: u16,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
+    ) -> Result<(), CodecError> {
+        let start = self.parts.len();
+        encode(&mut self.parts)?;
+        self.scratch.push((component, start..self.parts.len()));
+        Ok(())
     }
 }
 

@@ -249,7 +249,7 @@ impl Core {
             let idle = flow.idle_timeout[heard.source as usize];
             if idle.is_some_and(|idle| now.saturating_sub(heard.at) >= idle) {
                 self.end_key(flow, slot);
-                self.remove(slot);
+                self.remove(slot, true);
             }
         }
     }
@@ -270,7 +270,9 @@ impl Core {
         }
     }
 
-    fn remove(&mut self, slot: usize) {
+    /// Removes the key in `slot`; with `tombstone` (it was forgotten) its
+    /// saved state is erased at the next checkpoint.
+    pub(super) fn remove(&mut self, slot: usize, tombstone: bool) {
         let last = self.keys.len() - 1;
         for op in &mut self.operators {
             op.remove(slot, last);
@@ -278,9 +280,11 @@ impl Core {
         for clocks in &mut self.clocks {
             clocks.swap_remove(slot);
         }
-        let heard = self.keys.remove(slot);
+        let heard = self.keys.remove(slot, tombstone);
         self.key_counts.counts[heard.owner as usize].fetch_sub(1, Ordering::Relaxed);
-        self.counts.forgotten += 1;
+        if tombstone {
+            self.counts.forgotten += 1;
+        }
     }
 
     /// The slot of a key first seen now through `source`, unless that
@@ -311,6 +315,7 @@ impl Core {
             at: self.timer_now(flow),
             source: source as u16,
             owner: source as u16,
+            changelog: None,
         };
         let slot = self.keys.insert(key.clone(), heard);
         if let Some(board) = &mut self.board {
@@ -322,8 +327,15 @@ impl Core {
         Ok(slot)
     }
 
+    /// The key in `slot` was heard from through `source`, on `partition`.
+    fn touch(&mut self, flow: &Dataflow, source: usize, slot: usize, partition: u32) {
+        let heard = self.timer_now(flow);
+        let changelog = flow.changelog[source].then_some(partition);
+        self.keys.touch(slot, heard, source as u16, changelog);
+    }
+
     /// The clock timers and idle keys run on.
-    fn timer_now(&self, flow: &Dataflow) -> i64 {
+    pub(super) fn timer_now(&self, flow: &Dataflow) -> i64 {
         if flow.live { self.now } else { self.clock }
     }
 
@@ -337,6 +349,7 @@ impl Core {
     /// Puts a source event through its key's clock, then through the graph.
     pub fn accept(&mut self, flow: &Dataflow, event: Event) {
         let source = event.origin.source as usize;
+        let partition = event.origin.partition;
         if flow.live
             && let Some(ahead) = Self::ahead(flow, source, self.now, event.time)
         {
@@ -361,10 +374,7 @@ impl Core {
                 self.admit(flow, source, slot, first);
                 self.admit(flow, source, slot, second);
             }
-            Screened::Held => {
-                let heard = self.timer_now(flow);
-                self.keys.touch(slot, heard, source as u16);
-            }
+            Screened::Held => self.touch(flow, source, slot, partition),
         }
     }
 
@@ -415,8 +425,7 @@ impl Core {
     /// Puts an event that passed the checks through its key's clock.
     fn admit(&mut self, flow: &Dataflow, source: usize, slot: usize, event: Event) {
         self.clock = self.clock.max(event.time);
-        let heard = self.timer_now(flow);
-        self.keys.touch(slot, heard, source as u16);
+        self.touch(flow, source, slot, event.origin.partition);
         let max_ooo = flow.max_ooo[source];
         let clock = &mut self.clocks[source][slot];
         // Without a tolerance nothing is held back: skip the buffer.

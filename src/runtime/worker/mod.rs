@@ -173,6 +173,8 @@ impl Worker {
                 ack.done();
                 return Ok(());
             }
+            WorkerMsg::Adopt(_, keys) => self.core.adopt(&self.flow, source as u16, keys),
+            WorkerMsg::LetGo(_, partitions) => self.core.let_go(source as u16, &partitions),
             WorkerMsg::Barrier { seq, full, ack, .. } => {
                 let sources = self.flow.sources;
                 let aligning = self.aligning.get_or_insert_with(|| Aligning {
@@ -223,8 +225,12 @@ impl Worker {
     fn save(&mut self, checkpoints: &Checkpoints, seq: u64, full: bool, ack: &Ack) {
         checkpoints.clock(seq, self.index, self.core.timer_clock());
         match self.core.snapshot(&self.flow, full) {
-            Ok(Some(segment)) => checkpoints.write_segment(seq, self.index, segment, ack.share()),
-            Ok(None) => {}
+            Ok(snapshot) => {
+                if let Some(segment) = snapshot.segment {
+                    checkpoints.write_segment(seq, self.index, segment, ack.share());
+                }
+                checkpoints.changes(seq, snapshot.changes);
+            }
             Err(e) => {
                 tracing::error!("checkpoint {seq}: worker {}: {e}", self.index);
                 drop(ack.share());
