@@ -836,24 +836,32 @@ fn a_consumer_group_hands_keyed_state_over_when_a_member_dies_and_one_joins() {
             .collect::<Vec<_>>()
             .join("\n----\n")
     };
-    // The producer stands for the fleet: a steady stream, in parts.
+    // The producer stands for the fleet: a steady stream, in parts. One
+    // record per batch, for tansu's fetch (see the kill -9 test above).
     let producing = {
         let brokers = brokers.clone();
         std::thread::spawn(move || {
-            for part in records.chunks(400) {
-                produce_with(&brokers, "telemetry", part.iter().cloned(), &[]);
-                std::thread::sleep(Duration::from_millis(250));
+            for part in records.chunks(200) {
+                let one_per_batch = [("batch.num.messages", "1")];
+                produce_with(&brokers, "telemetry", part.iter().cloned(), &one_per_batch);
+                std::thread::sleep(Duration::from_millis(400));
             }
         })
     };
     let reached = |at: usize| wait_for(Duration::from_secs(90), || seen().len() >= at);
-    assert!(reached(total as usize / 3), "{}", logs(&members));
+    // Killed in the second hot spell (its episodes fired, not resolved),
+    // and a new member added once the broker has noticed. tansu 0.6 tells
+    // only the member whose heartbeat found the dead one gone to rejoin:
+    // the others keep their old assignment and the dead member's
+    // partitions stay unread until a member joins, which makes every
+    // member rejoin (Kafka tells them all at once).
+    let in_spell = |i: u64| (i * trucks) as usize;
+    assert!(reached(in_spell(105)), "{}", logs(&members));
+    let revokes = |members: &[Option<Floe>]| logs(members).matches("revoked").count();
+    let before = revokes(&members);
     let killed = members[2].take().map(Floe::kill).unwrap_or_default();
-    assert!(
-        reached(total as usize * 2 / 3),
-        "{killed}\n{}",
-        logs(&members)
-    );
+    let noticed = wait_for(Duration::from_secs(60), || revokes(&members) > before);
+    assert!(noticed, "{killed}\n{}", logs(&members));
     members.push(Some(start(3)));
     producing.join().unwrap();
     let all_in = wait_for(Duration::from_secs(90), || seen().len() as u64 >= total);
@@ -869,7 +877,8 @@ fn a_consumer_group_hands_keyed_state_over_when_a_member_dies_and_one_joins() {
         assert_eq!(code, 0, "{text}");
         log += &text;
     }
-    let missing: Vec<u64> = (0..total).filter(|s| !seen().contains_key(s)).collect();
+    let seen = seen();
+    let missing: Vec<u64> = (0..total).filter(|s| !seen.contains_key(s)).collect();
     assert!(all_in && missing.is_empty(), "missing {missing:?}\n{log}");
     assert!(joined, "{log}");
     assert!(

@@ -16,7 +16,7 @@ use crate::state::changelog::{RecordKey, Replay};
 use crate::state::codec;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
@@ -154,34 +154,37 @@ impl Changelog {
     /// the offset that state covers.
     pub fn read(&self, inputs: &[(String, i32)]) -> Result<HashMap<(String, i32), Replay>, Error> {
         let client = |e| client_error(&self.connection, e);
-        let consumer: BaseConsumer = (self.connection)
+        // The end of a partition is where the consumer finds no more
+        // (librdkafka's end-of-partition event), not only the high
+        // watermark the broker lists, which tansu 0.6 gives short of the
+        // last record when several came in one batch.
+        let consumer: BaseConsumer<Reader> = (self.connection)
             .client_config(&[
                 ("enable.auto.commit", "false"),
+                ("enable.partition.eof", "true"),
                 ("group.id", "floe-changelog"),
             ])
-            .create()
+            .create_with_context(Reader)
             .map_err(client)?;
         let mut replays: HashMap<(String, i32), Replay> = inputs
             .iter()
             .map(|i| (i.clone(), Replay::default()))
             .collect();
-        let mut ends = HashMap::new();
+        // Per changelog partition: the listed high watermark, and the
+        // offset after the last record read.
+        let mut ends: HashMap<i32, (i64, i64)> = HashMap::new();
         let mut tpl = TopicPartitionList::new();
         for p in inputs.iter().map(|(_, p)| self.partition_of(*p)) {
             if ends.contains_key(&p) {
                 continue;
             }
-            let (low, high) =
+            let (_, high) =
                 (consumer.fetch_watermarks(&self.topic, p, PATIENCE)).map_err(client)?;
-            if high > low {
-                ends.insert(p, high);
-                tpl.add_partition_offset(&self.topic, p, Offset::Beginning)
-                    .map_err(client)?;
-            } else {
-                ends.insert(p, -1);
-            }
+            ends.insert(p, (high, 0));
+            tpl.add_partition_offset(&self.topic, p, Offset::Beginning)
+                .map_err(client)?;
         }
-        ends.retain(|_, high| *high >= 0);
+        tracing::debug!("changelog {}: reading {ends:?} for {inputs:?}", self.topic);
         consumer.assign(&tpl).map_err(client)?;
         let deadline = Instant::now() + PATIENCE;
         while !ends.is_empty() {
@@ -190,15 +193,18 @@ impl Changelog {
                     RDKafkaErrorCode::OperationTimedOut,
                 )));
             }
-            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-                continue;
+            let message = match consumer.poll(Duration::from_millis(100)) {
+                None => continue,
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if ends.get(&p).is_some_and(|&(high, next)| next >= high) {
+                        ends.remove(&p);
+                    }
+                    continue;
+                }
+                Some(message) => message.map_err(client)?,
             };
-            let message = message.map_err(client)?;
-            if ends
-                .get(&message.partition())
-                .is_some_and(|&high| message.offset() + 1 >= high)
-            {
-                ends.remove(&message.partition());
+            if let Some(end) = ends.get_mut(&message.partition()) {
+                end.1 = message.offset() + 1;
             }
             let Some(key) = message
                 .key()
@@ -250,6 +256,22 @@ fn client_error(connection: &Connection, source: KafkaError) -> Error {
         source: Box::new(source),
     }
 }
+
+/// The reader's context: the end of a partition is what it waits for, not
+/// an error to log.
+struct Reader;
+
+impl ClientContext for Reader {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end = RDKafkaErrorCode::PartitionEOF;
+        if !matches!(error, KafkaError::PartitionEOF(_)) && error.rdkafka_error_code() != Some(end)
+        {
+            tracing::warn!("changelog: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for Reader {}
 
 /// Counts the records the brokers did not take, keeping the last reason.
 #[derive(Default)]
