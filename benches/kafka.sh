@@ -77,28 +77,43 @@ drain)
     stop_floe $pid
     ;;
 group)
+    # The instances join first (the group settles: every one has
+    # partitions and no assignment changed for 3 s); then RECORDS are
+    # produced and the time until the instances together have read them
+    # all is measured.
     n=${2:?instances}; records=${3:?records}
-    echo "produced: $(simulate --rate "$records" --duration 1s)"
-    broker_cpu=$(cpu "$broker")
     input="trucks=kafka://127.0.0.1:$port/telemetry?from=earliest&group=bench-$n${EXTRA:-}"
     pids=()
-    start=$(date +%s.%N)
     for i in $(seq "$n"); do
         FLOE_LOG=info "$floe" run pipelines/cold-chain.yaml --input "$input" --state-dir "$dir/state-$i" \
             --http "127.0.0.1:$((18900 + i))" > /dev/null 2> "$dir/floe-$i.log" &
         pids+=($!)
     done
-    # Drained when the instances together have read every record.
+    settled() {
+        for i in $(seq "$n"); do
+            grep "assigned" "$dir/floe-$i.log" | tail -1 | grep -q "assigned telemetry" || return 1
+        done
+        local newest
+        newest=$(stat -c %Y "$dir"/floe-*.log | sort -n | tail -1)
+        [ $(( $(date +%s) - newest )) -ge 3 ]
+    }
+    until settled; do sleep 0.2; done
+    for i in $(seq "$n"); do echo "instance $i: $(grep assigned "$dir/floe-$i.log" | tail -1 | sed 's/.*assigned/assigned/')"; done
+    broker_cpu=$(cpu "$broker")
+    declare -a cpu0
+    for i in $(seq "$n"); do cpu0[$i]=$(cpu "${pids[$((i - 1))]}"); done
     read_so_far() {
         for i in $(seq "$n"); do
             curl -s "http://127.0.0.1:$((18900 + i))/metrics" | awk '/^floe_source_events_total/ {s += $2} END {print s + 0}'
         done | awk '{s += $1} END {print s + 0}'
     }
-    until [ "$(read_so_far)" -ge "$records" ]; do sleep 0.1; done
-    echo "drained by $n in $(echo "$(date +%s.%N) - $start" | bc) s (from the start of the processes)"
+    start=$(date +%s.%N)
+    echo "produced: $(simulate --rate "$records" --duration 1s)"
+    until [ "$(read_so_far)" -ge "$records" ]; do sleep 0.05; done
+    echo "drained by $n in $(echo "$(date +%s.%N) - $start" | bc) s (from the start of producing)"
     total_cpu=0
     for i in $(seq "$n"); do
-        c=$(cpu "${pids[$((i - 1))]}")
+        c=$(echo "$(cpu "${pids[$((i - 1))]}") - ${cpu0[$i]}" | bc)
         total_cpu=$(echo "$total_cpu + $c" | bc)
         kill -TERM "${pids[$((i - 1))]}"
         wait "${pids[$((i - 1))]}" || true
