@@ -352,12 +352,12 @@ fn a_restart_keeps_the_firing_episode_the_open_window_and_the_warmed_model() {
     assert_eq!(windows(dir.path()), expected);
 }
 
-/// Readings of 20 trucks on Kafka: each hot (5 C) in spells of 30 readings,
-/// every 10 s of event time.
-fn truck_readings(n: u64) -> Vec<(String, Vec<u8>)> {
-    (0..n)
+/// Readings of `trucks` trucks, one every 10 s each, numbered by `seq`:
+/// hot (5 C) in spells of 30 readings.
+fn fleet_readings(trucks: u64, per_truck: u64) -> Vec<(String, Vec<u8>)> {
+    (0..trucks * per_truck)
         .map(|seq| {
-            let (truck, i) = (seq % 20, seq / 20);
+            let (truck, i) = (seq % trucks, seq / trucks);
             let temp = if (i / 30) % 2 == 1 { 5.0 } else { 2.0 };
             let json = format!(
                 r#"{{"device":"t{truck}","seq":{seq},"ts":"{}","temperature_c":{temp}}}"#,
@@ -368,8 +368,11 @@ fn truck_readings(n: u64) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn kafka_pipeline(brokers: &str, state: bool) -> String {
-    let state = match state {
+/// A pipeline of a consumer group member (with a state dir), or of the
+/// same rules over a file (without); `ordering` is its
+/// `max_out_of_orderness`.
+fn kafka_pipeline(brokers: &str, member: bool, ordering: &str) -> String {
+    let state = match member {
         true => "state: {dir: state, interval: 200ms}",
         false => "",
     };
@@ -385,7 +388,7 @@ sources:
     group_id: fleet
     key: device
     time: ts
-    max_out_of_orderness: 30s
+    max_out_of_orderness: {ordering}
     # A killed member is noticed in seconds, not librdkafka's 45.
     options: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
 operators:
@@ -395,8 +398,30 @@ operators:
 sinks:
   readings: {{type: file, inputs: [numbered], path: readings.jsonl}}
   alerts: {{type: file, inputs: [too_warm], path: alerts.jsonl}}
+  windows: {{type: file, inputs: [five_min], path: windows.jsonl}}
 "#
     )
+}
+
+/// The same rules run once over `records` from a file, to its end: what
+/// one uninterrupted instance makes of them.
+fn one_run_over(records: &[(String, Vec<u8>)], brokers: &str, ordering: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let recording: Vec<String> = (records.iter())
+        .map(|(_, json)| String::from_utf8_lossy(json).into_owned())
+        .collect();
+    write(dir.path(), "all.jsonl", recording.join("\n"));
+    write(
+        dir.path(),
+        "p.yaml",
+        kafka_pipeline(brokers, false, ordering),
+    );
+    let out = support::run_in(
+        dir.path(),
+        &["run", "p.yaml", "--input", "trucks=file:all.jsonl"],
+    );
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    dir
 }
 
 #[test]
@@ -406,8 +431,8 @@ fn kafka_readings_survive_kill_9s_and_alerts_equal_an_uninterrupted_run() {
     let brokers = tansu.brokers();
     tansu.create_topic("telemetry", 3);
     let total = 30_000;
-    let records = truck_readings(total);
-    write(dir.path(), "p.yaml", kafka_pipeline(&brokers, true));
+    let records = fleet_readings(20, total / 20);
+    write(dir.path(), "p.yaml", kafka_pipeline(&brokers, true, "30s"));
 
     let mut floe = Floe::run(dir.path(), "floe-0.log", &["run", "p.yaml"]);
     // Produced while floe runs, in three parts, floe killed after each.
@@ -454,18 +479,7 @@ fn kafka_readings_survive_kill_9s_and_alerts_equal_an_uninterrupted_run() {
     assert_eq!(logs.matches("restored checkpoint").count(), 3, "{logs}");
     assert_eq!(missing, (total - held..total).collect::<Vec<_>>(), "{logs}");
 
-    let reference = tempfile::tempdir().unwrap();
-    let recording: Vec<String> = records
-        .iter()
-        .map(|(_, json)| String::from_utf8_lossy(json).into_owned())
-        .collect();
-    write(reference.path(), "all.jsonl", recording.join("\n"));
-    write(reference.path(), "p.yaml", kafka_pipeline(&brokers, false));
-    let out = support::run_in(
-        reference.path(),
-        &["run", "p.yaml", "--input", "trucks=file:all.jsonl"],
-    );
-    assert!(out.status.success(), "{}", support::stderr(&out));
+    let reference = one_run_over(&records, &brokers, "30s");
     // The live run was stopped, not ended: what the reference raised from
     // the last 30 s of each truck (held back for ordering, and released
     // only by the end of its input) is not in it.
@@ -756,54 +770,6 @@ fn a_watched_pipeline_takes_an_edit_and_keeps_the_open_window() {
     assert_eq!(lines(&windows), expected, "{log}");
 }
 
-/// Readings of `trucks` trucks, one every 10 s each, numbered by `seq`:
-/// hot (5 C) in spells of 30 readings.
-fn fleet_readings(trucks: u64, per_truck: u64) -> Vec<(String, Vec<u8>)> {
-    (0..trucks * per_truck)
-        .map(|seq| {
-            let (truck, i) = (seq % trucks, seq / trucks);
-            let temp = if (i / 30) % 2 == 1 { 5.0 } else { 2.0 };
-            let json = format!(
-                r#"{{"device":"t{truck}","seq":{seq},"ts":"{}","temperature_c":{temp}}}"#,
-                rfc3339(1_795_000_000_000 + i as i64 * 10_000)
-            );
-            (format!("t{truck}"), json.into_bytes())
-        })
-        .collect()
-}
-
-/// A pipeline of a consumer group member (with a state dir), or of the
-/// same rules over a file (without).
-fn group_pipeline(brokers: &str, member: bool) -> String {
-    let state = match member {
-        true => "state: {dir: state, interval: 300ms}",
-        false => "",
-    };
-    format!(
-        r#"
-name: fleet
-{state}
-sources:
-  trucks:
-    type: kafka
-    brokers: "{brokers}"
-    topics: [telemetry]
-    group_id: fleet
-    key: device
-    time: ts
-    options: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
-operators:
-  numbered: {{type: filter, inputs: [trucks], condition: seq >= 0}}
-  too_warm: {{type: threshold, inputs: [trucks], field: temperature_c, above: 4.0, for: 1m, clear_below: 3.5}}
-  five_min: {{type: window, inputs: [trucks], size: 5m, aggregates: {{n: count()}}}}
-sinks:
-  readings: {{type: file, inputs: [numbered], path: readings.jsonl}}
-  alerts: {{type: file, inputs: [too_warm], path: alerts.jsonl}}
-  windows: {{type: file, inputs: [five_min], path: windows.jsonl}}
-"#
-    )
-}
-
 #[test]
 fn a_consumer_group_hands_keyed_state_over_when_a_member_dies_and_one_joins() {
     let root = tempfile::tempdir().unwrap();
@@ -815,7 +781,7 @@ fn a_consumer_group_hands_keyed_state_over_when_a_member_dies_and_one_joins() {
     let records = fleet_readings(trucks, per_truck);
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     for dir in &dirs {
-        write(dir.path(), "p.yaml", group_pipeline(&brokers, true));
+        write(dir.path(), "p.yaml", kafka_pipeline(&brokers, true, "0s"));
     }
     let start = |i: usize| Floe::run(dirs[i].path(), "floe.log", &["run", "p.yaml"]);
     let mut members: Vec<Option<Floe>> = (0..3).map(|i| Some(start(i))).collect();
@@ -858,8 +824,8 @@ fn a_consumer_group_hands_keyed_state_over_when_a_member_dies_and_one_joins() {
     let in_spell = |i: u64| (i * trucks) as usize;
     assert!(reached(in_spell(105)), "{}", logs(&members));
     let revokes = |members: &[Option<Floe>]| logs(members).matches("revoked").count();
-    let before = revokes(&members);
     let killed = members[2].take().map(Floe::kill).unwrap_or_default();
+    let before = revokes(&members);
     let noticed = wait_for(Duration::from_secs(60), || revokes(&members) > before);
     assert!(noticed, "{killed}\n{}", logs(&members));
     members.push(Some(start(3)));
@@ -886,19 +852,7 @@ fn a_consumer_group_hands_keyed_state_over_when_a_member_dies_and_one_joins() {
         "the joining member read nothing\n{log}"
     );
 
-    // One member over the whole input.
-    let reference = tempfile::tempdir().unwrap();
-    let recording: Vec<String> = fleet_readings(trucks, per_truck)
-        .iter()
-        .map(|(_, json)| String::from_utf8_lossy(json).into_owned())
-        .collect();
-    write(reference.path(), "all.jsonl", recording.join("\n"));
-    write(reference.path(), "p.yaml", group_pipeline(&brokers, false));
-    let out = support::run_in(
-        reference.path(),
-        &["run", "p.yaml", "--input", "trucks=file:all.jsonl"],
-    );
-    assert!(out.status.success(), "{}", support::stderr(&out));
+    let reference = one_run_over(&fleet_readings(trucks, per_truck), &brokers, "0s");
     let expected = alert_ids(&reference.path().join("alerts.jsonl"));
     // Per truck 3 hot spells, each a firing and a resolve.
     assert_eq!(expected.len(), trucks as usize * 6);

@@ -522,7 +522,7 @@ impl Coordinator {
     }
 
     /// Collects what checkpoint `seq` wrote and commits its manifest;
-    /// returns the bytes of its new segments.
+    /// returns the bytes of its new segments and changelog records.
     fn complete(&mut self, seq: u64, full: bool, complete: bool) -> Result<u64, String> {
         let mut segments = Vec::new();
         let mut changes = Vec::new();
@@ -551,7 +551,10 @@ impl Coordinator {
             return Err("some of what came before it was not made durable (a sink or a segment write failed)".into());
         }
         segments.sort_by(|a, b| a.name.cmp(&b.name));
-        let bytes = segments.iter().map(|s| s.bytes).sum();
+        let changed: usize = (changes.iter())
+            .map(|c| c.state.as_ref().map_or(0, Vec::len))
+            .sum();
+        let bytes = segments.iter().map(|s| s.bytes).sum::<u64>() + changed as u64;
         let mut manifest = Manifest::next(self.store.latest(), &self.pipeline, seq, full, segments);
         manifest.sources = (self.sources.iter().zip(&self.positions))
             .filter_map(|(source, position)| {

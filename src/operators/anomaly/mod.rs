@@ -862,16 +862,11 @@ mod tests {
         assert!(quiet.is_empty(), "{quiet:?}");
     }
 
-    #[test]
-    fn out_of_order_readings_that_reach_it_are_each_scored() {
-        // A source with `max_out_of_orderness: 0s` passes readings in
-        // arrival order: here every pair arrives swapped.
-        let swapped = (0..720).map(|i: i64| {
-            let t = (i ^ 1) * STEP;
-            (t, 10.0 + noise(i ^ 1))
-        });
+    /// Every method scores each of the 720 readings of `series` of plain
+    /// noise, and none as an anomaly.
+    fn each_scored_as_usual(series: impl Iterator<Item = (i64, f64)> + Clone) {
         for method in METHODS {
-            let seen = scores(&format!("method: {method}\nwarmup: 30m\n"), swapped.clone());
+            let seen = scores(&format!("method: {method}\nwarmup: 30m\n"), series.clone());
             assert_eq!(seen.len(), 720, "{method}");
             assert!(
                 seen.iter().all(|s| s.is_finite() && s.abs() < 10.0),
@@ -881,16 +876,15 @@ mod tests {
     }
 
     #[test]
+    fn out_of_order_readings_that_reach_it_are_each_scored() {
+        // A source with `max_out_of_orderness: 0s` passes readings in
+        // arrival order: here every pair arrives swapped.
+        each_scored_as_usual((0..720).map(|i: i64| ((i ^ 1) * STEP, 10.0 + noise(i ^ 1))));
+    }
+
+    #[test]
     fn duplicate_timestamps_are_each_scored() {
         // Every reading twice, at the same time.
-        let twice = (0..720).map(|i: i64| ((i / 2) * STEP, 10.0 + noise(i / 2)));
-        for method in METHODS {
-            let seen = scores(&format!("method: {method}\nwarmup: 30m\n"), twice.clone());
-            assert_eq!(seen.len(), 720, "{method}");
-            assert!(
-                seen.iter().all(|s| s.is_finite() && s.abs() < 10.0),
-                "{method}: {seen:?}"
-            );
-        }
+        each_scored_as_usual((0..720).map(|i: i64| ((i / 2) * STEP, 10.0 + noise(i / 2))));
     }
 }
