@@ -275,6 +275,15 @@ sinks:
         assert!(core.keys.get(&"m1".into()).is_some());
         let after = core.snapshot(&flow, false).unwrap();
         assert!(after.changes.is_empty());
+        // A key forgotten (idle) is erased from its partition's changelog.
+        core.accept(&flow, reading(0, 1, "t2", 9_000));
+        assert_eq!(core.snapshot(&flow, false).unwrap().changes.len(), 1);
+        let slot = core.keys.get(&"t2".into()).unwrap();
+        core.remove(slot, true);
+        let erased = core.snapshot(&flow, false).unwrap().changes;
+        assert_eq!(erased.len(), 1);
+        assert_eq!((erased[0].partition, erased[0].key.as_str()), (1, "t2"));
+        assert!(erased[0].state.is_none());
 
         // Another worker is given the partition: the open window goes on
         // counting where the first left it.
