@@ -21,7 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -154,10 +154,10 @@ impl Changelog {
     /// the offset that state covers.
     pub fn read(&self, inputs: &[(String, i32)]) -> Result<HashMap<(String, i32), Replay>, Error> {
         let client = |e| client_error(&self.connection, e);
-        // The end of a partition is where the consumer finds no more
-        // (librdkafka's end-of-partition event), not only the high
-        // watermark the broker lists, which tansu 0.6 gives short of the
-        // last record when several came in one batch.
+        // A partition is read to where the consumer finds no more
+        // (librdkafka's end-of-partition event), not to the high watermark
+        // the broker lists, which tansu 0.6 gives short of the last record
+        // when several came in one batch.
         let consumer: BaseConsumer<Reader> = (self.connection)
             .client_config(&[
                 ("enable.auto.commit", "false"),
@@ -170,24 +170,20 @@ impl Changelog {
             .iter()
             .map(|i| (i.clone(), Replay::default()))
             .collect();
-        // Per changelog partition: the listed high watermark, and the
-        // offset after the last record read.
-        let mut ends: HashMap<i32, (i64, i64)> = HashMap::new();
+        // The changelog partitions not read to their end yet.
+        let mut unread: HashSet<i32> = inputs.iter().map(|(_, p)| self.partition_of(*p)).collect();
         let mut tpl = TopicPartitionList::new();
-        for p in inputs.iter().map(|(_, p)| self.partition_of(*p)) {
-            if ends.contains_key(&p) {
-                continue;
-            }
-            let (_, high) =
-                (consumer.fetch_watermarks(&self.topic, p, PATIENCE)).map_err(client)?;
-            ends.insert(p, (high, 0));
+        for &p in &unread {
             tpl.add_partition_offset(&self.topic, p, Offset::Beginning)
                 .map_err(client)?;
         }
-        tracing::debug!("changelog {}: reading {ends:?} for {inputs:?}", self.topic);
+        tracing::debug!(
+            "changelog {}: reading {unread:?} for {inputs:?}",
+            self.topic
+        );
         consumer.assign(&tpl).map_err(client)?;
         let deadline = Instant::now() + PATIENCE;
-        while !ends.is_empty() {
+        while !unread.is_empty() {
             if Instant::now() > deadline {
                 return Err(client(KafkaError::MessageConsumption(
                     RDKafkaErrorCode::OperationTimedOut,
@@ -196,16 +192,11 @@ impl Changelog {
             let message = match consumer.poll(Duration::from_millis(100)) {
                 None => continue,
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    if ends.get(&p).is_some_and(|&(high, next)| next >= high) {
-                        ends.remove(&p);
-                    }
+                    unread.remove(&p);
                     continue;
                 }
                 Some(message) => message.map_err(client)?,
             };
-            if let Some(end) = ends.get_mut(&message.partition()) {
-                end.1 = message.offset() + 1;
-            }
             let Some(key) = message
                 .key()
                 .and_then(|k| codec::decode::<RecordKey>(k).ok())

@@ -742,14 +742,16 @@ impl Reader {
     fn assigned(&mut self, consumer: &BaseConsumer<Reading>, tpl: &mut TopicPartitionList) {
         let (mut fresh, mut restored) = (TopicPartitionList::new(), TopicPartitionList::new());
         self.adopt(tpl);
+        let from_changelog = self.changelog.is_some();
         for element in tpl.elements() {
             let (topic, partition) = (element.topic(), element.partition());
             let index = self.index_of(topic, partition);
             let p = &mut self.partitions[index as usize];
-            let resume = (self.resume.iter()).find(|(t, n, _)| t == topic && *n == partition);
+            // The changelog's offset holds even for a partition had before.
+            let resume = (self.resume.iter())
+                .find(|(t, n, _)| t == topic && *n == partition)
+                .filter(|_| from_changelog || !p.seen);
             let offset = match self.start {
-                // The changelog's offset holds even for a partition had before.
-                _ if p.seen && self.changelog.is_none() => None,
                 _ if resume.is_some() => {
                     let next = resume.map_or(0, |&(_, _, next)| next);
                     let _ = restored.add_partition_offset(topic, partition, Offset::Offset(next));

@@ -9,9 +9,9 @@
 //! expected value at any time is the profile interpolated between the two
 //! nearest phases, and a reading is scored in its phase's own deviations:
 //! a busy hour's wide swings and a quiet hour's small ones are judged
-//! each by their own. O(1) per reading; memory is the bins (about 40
-//! bytes each: level, deviation, mass and two times). A phase is scored from the cycle after it
-//! was first seen: the first cycle is a warm-up.
+//! each by their own. O(1) per reading; memory is the bins (48 bytes
+//! each: level, deviation, mass and two times). A phase is scored from
+//! the cycle after it was first seen: the first cycle is a warm-up.
 
 use serde::{Deserialize, Serialize};
 

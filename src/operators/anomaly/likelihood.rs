@@ -7,9 +7,9 @@
 //! average over a long window, and report the probability that an average
 //! so high is *not* in the tail: likelihood = Φ((recent − mean) / sd). A
 //! signal whose scores are always a little noisy and one whose scores are
-//! always near zero then share one threshold (0.99999, "one in a
-//! hundred thousand"), which a raw score cannot offer; and the distribution of
-//! the average, not of single scores, is right for methods whose scores
+//! always near zero then share one threshold (0.99999, "one in a hundred
+//! thousand"), which a raw score cannot offer; and the distribution of the
+//! average, not of single scores, is right for methods whose scores
 //! follow each other (an EWMA, a CUSUM). Here the distribution is
 //! exponentially weighted by count, so it costs four numbers per key.
 

@@ -328,7 +328,7 @@ impl Core {
     }
 
     /// The key in `slot` was heard from through `source`, on `partition`.
-    fn touch(&mut self, flow: &Dataflow, source: usize, slot: usize, partition: u32) {
+    pub(super) fn touch(&mut self, flow: &Dataflow, source: usize, slot: usize, partition: u32) {
         let heard = self.timer_now(flow);
         let changelog = flow.changelog[source].then_some(partition);
         self.keys.touch(slot, heard, source as u16, changelog);

@@ -160,8 +160,7 @@ impl Core {
                 self.remove(slot, false);
             }
             if let Some(slot) = self.restore_key(flow, &key, parts, &mut failed) {
-                self.keys
-                    .touch(slot, self.timer_now(flow), source, Some(partition));
+                self.touch(flow, source as usize, slot, partition);
             }
         }
     }
